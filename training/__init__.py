@@ -1,0 +1,1 @@
+"""DFI training package: data sets, the GAN zoo, classifiers and the training CLI (`python -m training`)."""
