@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine with Python ≥ 3.11 (idempotent, quick when done):
+#   - Debian: dataset-fashion-mnist (the IDX files), npm (fetches the emoji packs), redis-server
+#   - Python: CPU torch==2.13.0 first (an unpinned torch would pull GB of CUDA wheels), then this package
+#   - data: the emoji npm packs, decoded once into ~/.cache/dfi (never into the repo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz || -n ${FASHION_MNIST_DIR:-} ]] || need_apt+=(dataset-fashion-mnist)
+command -v npm >/dev/null || need_apt+=(npm)
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: please run: sudo apt-get update && sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python3 -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null \
+  || python3 -m pip install -q torch==2.13.0
+python3 -m pip install -q -e ".[train,dev]"
+
+python3 -m training data prepare emoji >/dev/null
+echo "setup: ok ($(python3 -c 'import torch; print("torch", torch.__version__)'))"
