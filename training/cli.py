@@ -24,7 +24,9 @@ train_app = typer.Typer(help="Train GANs and classifiers.", no_args_is_help=True
 evaluate_app = typer.Typer(help="Score trained models.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+report_app = typer.Typer(help="Write result pages under docs/.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(report_app, name="report")
 
 DataOpt = Annotated[str, typer.Option("--data", help="fashion-mnist | emoji | gaussians | folder")]
 DataDirOpt = Annotated[
@@ -249,3 +251,16 @@ def evaluate_samples_command(
     target = out or checkpoint.parent.parent / "sample_fd.json"
     target.write_text(json.dumps(result, indent=2))
     typer.echo(json.dumps(result, indent=2))
+
+
+@report_app.command("zoo")
+def report_zoo_command(
+    runs: Annotated[Path, typer.Option(help="folder holding the zoo's run folders")] = Path("runs/zoo"),
+    docs: Annotated[Path, typer.Option(help="docs folder: writes zoo.md and zoo/*.png")] = Path("docs"),
+) -> None:
+    """docs/zoo.md: sample grids, loss curves and the sample-FD table of every scored run."""
+    from training.report import zoo_report
+
+    if not runs.is_dir():
+        _fail(f"no run folder {runs}; train the zoo first: bash scripts/train_zoo.sh")
+    typer.echo(str(zoo_report(runs, docs)))

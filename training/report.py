@@ -1,0 +1,146 @@
+"""docs/zoo.md from the zoo's run folders: sample grids, loss curves, and the sample-FD table.
+
+Every number in the page is read from files the runs wrote (sample_fd.json, metrics.json, log.jsonl), and
+every row carries the command that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+ORDER = ("dcgan", "lsgan", "wgan-gp", "sngan", "dfm", "rfgan")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log(run: Path) -> list[dict[str, Any]]:
+    path = run / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def plot_losses(run: Path, target: Path) -> Path:
+    plt = _plt()
+    records = _log(run)
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
+    for key in ("loss_D", "loss_G"):
+        ax.plot(steps, [r[key] for r in records], label=key, linewidth=0.8)
+    ax.set_xlabel("generator step")
+    ax.set_title(run.name, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
+def panel(images: list[tuple[str, Path]], target: Path, columns: int = 4) -> Path:
+    """Several sample grids side by side with their titles (the README picture)."""
+    from PIL import Image
+
+    plt = _plt()
+    rows = (len(images) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, path) in zip(axes.flat, images, strict=False):
+        ax.imshow(Image.open(path), cmap="gray")
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
+def _final_samples(run: Path) -> Path | None:
+    grids = sorted((run / "samples").glob("step-*.png"))
+    return grids[-1] if grids else None
+
+
+def zoo_report(runs_root: Path, docs_dir: Path) -> Path:
+    figures = docs_dir / "zoo"
+    figures.mkdir(parents=True, exist_ok=True)
+    rows, panels = [], {}
+    for run in sorted(p for p in runs_root.iterdir() if (p / "sample_fd.json").is_file()):
+        score = json.loads((run / "sample_fd.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        samples = _final_samples(run)
+        if samples is not None:
+            shutil.copyfile(samples, figures / f"{run.name}-samples.png")
+            panels.setdefault(config["data"]["name"], []).append((config["loss"]["name"], samples))
+        plot_losses(run, figures / f"{run.name}-losses.png")
+        log = _log(run)
+        rows.append({
+            "run": run.name, "data": config["data"]["name"], "loss": config["loss"]["name"],
+            "steps": config["steps"], "n_critic": config["optim"]["n_critic"],
+            "fd": score["fd_samples_vs_test"], "floor": score["fd_train_vs_test"], "n": score["n_samples"],
+            "hist": score["sample_class_histogram"], "minutes": log[-1]["seconds"] / 60 if log else float("nan"),
+            "command": (run / "command.txt").read_text().strip(), "fd_command": score.get("command", ""),
+        })  # fmt: skip
+    for data, items in panels.items():
+        items.sort(key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else len(ORDER))
+        panel(items, figures / f"{data}-zoo.png", columns=min(4, len(items)))
+    classifiers = {
+        run.name: json.loads((run / "metrics.json").read_text())
+        for run in sorted(runs_root.glob("*-classifier"))
+        if (run / "metrics.json").is_file()
+    }
+    page = docs_dir / "zoo.md"
+    page.write_text(render(rows, classifiers, {k: command_of(runs_root / k) for k in classifiers}))
+    return page
+
+
+def command_of(run: Path) -> str:
+    path = run / "command.txt"
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_commands: dict[str, str]) -> str:
+    lines = [
+        "# The GAN zoo: trained models and their sample quality",
+        "",
+        "Made by `bash scripts/train_zoo.sh` (training, then `python -m training evaluate samples` per run), and",
+        "this page by `python -m training report zoo --runs runs/zoo --docs docs`. Machine: 2 CPU cores, one",
+        "torch thread per run, two runs at a time (no GPU was lent to this task). Every number below is read",
+        "from the run folders.",
+        "",
+        "**FD** is the Fréchet distance between 10,000 samples and the 10,000 real test images in the feature",
+        "space of the data set's own classifier (penultimate layer, 128-d); lower is better. The **floor** is",
+        "the same distance for 10,000 real *training* images: what a perfect generator would score at this n.",
+        "",
+        "## Classifiers (feature space of the FD; judge of class-consistency)",
+        "",
+        "| run | test accuracy | test images | command |",
+        "|---|---|---|---|",
+    ]
+    for name, metrics in classifiers.items():
+        accuracy, n = metrics["test_accuracy"], metrics["test_n"]
+        lines.append(f"| {name} | {accuracy:.4f} | {n} | `{classifier_commands[name]}` |")
+    for data in sorted({r["data"] for r in rows}):
+        lines += ["", f"## {data}", "", f"![samples](zoo/{data}-zoo.png)", ""]
+        lines += ["| GAN | G steps | n_critic | FD ↓ | floor | CPU minutes | samples per class (classifier) |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        subset = sorted((r for r in rows if r["data"] == data), key=lambda r: r["fd"])
+        for r in subset:
+            lines.append(
+                f"| {r['loss']} | {r['steps']} | {r['n_critic']} | {r['fd']:.2f} | {r['floor']:.2f} | "
+                f"{r['minutes']:.0f} | {' '.join(str(h) for h in r['hist'])} |"
+            )
+        lines += ["", "Loss curves and final grids:", ""]
+        for r in subset:
+            lines.append(f"- {r['loss']}: [samples](zoo/{r['run']}-samples.png), [losses](zoo/{r['run']}-losses.png)")
+        lines += ["", "Commands:", ""]
+        for r in subset:
+            lines += [f"- `{r['command']}`", f"  - `{r['fd_command']}`"]
+    return "\n".join(lines) + "\n"
