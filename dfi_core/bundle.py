@@ -1,0 +1,333 @@
+"""The model bundle: one folder under `models/<name>/` that the inference service loads without torch.
+
+Layout (every file except manifest.json is listed with its sha256 in `manifest.files`):
+
+    models/<name>/
+        manifest.json                  this schema (`Manifest`), sorted keys, indent 2
+        invert.onnx                    image [batch, C, H, W] → z [batch, |z|]   (D^f and the connection network)
+        generator.onnx                 z [batch, |z|] → image [batch, C, H, W]
+        discriminator_features.onnx    image [batch, C, H, W] → features [batch, F]   (D^f)
+        generator.safetensors          G's state_dict + its config JSON (torch rebuilds G for gradient refinement)
+
+Conventions: images are float32 NCHW in [-1, +1] (`dfi_core.preprocessing`); z is float32 drawn from N(0, I).
+
+`load_bundle` refuses — with a `BundleError` naming the bundle, the file and the problem — a missing manifest,
+an unknown format version, invalid JSON or schema, a listed file that is missing, a sha256 mismatch and a file
+the manifest does not list. Only numpy/pydantic/stdlib here (onnxruntime lazily): the service has no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from dfi_core.onnx_graph import OnnxGraph
+
+FORMAT_VERSION = "dfi-bundle/1"
+MANIFEST_NAME = "manifest.json"
+BATCH_DIM = "batch"  # the name of the dynamic batch axis in every graph
+
+# The fixed graph contract: graph → (file, input name, output name). The service relies on these names.
+GRAPH_CONTRACT: dict[str, tuple[str, str, str]] = {
+    "invert": ("invert.onnx", "image", "z"),
+    "generator": ("generator.onnx", "z", "image"),
+    "discriminator_features": ("discriminator_features.onnx", "image", "features"),
+}
+REFINEMENT_FILE = "generator.safetensors"
+REFINEMENT_FORMAT = "dfi-generator/1"  # the `format` key in the safetensors metadata
+
+# How every image reaching a model was converted (dfi_core.preprocessing.load_image + to_model_range).
+PREPROCESSING = (
+    "Pillow: EXIF transpose, alpha composited on white, to L/RGB, centre-crop square, Lanczos resize, /127.5 - 1"
+)
+
+_SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the bundle, the file and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_relative(path: str) -> str:
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or path == MANIFEST_NAME:
+        raise ValueError(f"{path!r} must be a relative POSIX path inside the bundle (no '..', not the manifest)")
+    return path
+
+
+RelativePath = Annotated[str, AfterValidator(_check_relative)]
+
+
+class DatasetInfo(_Strict):
+    name: str
+    split: str = Field(description="the split the models were trained on, e.g. 'train'")
+    license: str = Field(description="licence and source of the data, e.g. 'MIT, github.com/zalandoresearch/...'")
+
+
+class ImageSpec(_Strict):
+    channels: Literal[1, 3]
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    layout: Literal["NCHW"] = "NCHW"
+    dtype: Literal["float32"] = "float32"
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    preprocessing: str = PREPROCESSING
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+class LatentPrior(_Strict):
+    distribution: Literal["normal"] = "normal"
+    mean: float = 0.0
+    std: float = Field(default=1.0, gt=0)
+
+
+class LatentSpec(_Strict):
+    size: int = Field(gt=0)
+    prior: LatentPrior = Field(default_factory=LatentPrior)
+
+
+class TensorSpec(_Strict):
+    name: str
+    shape: list[int | str] = Field(description=f"dims; '{BATCH_DIM}' names the dynamic batch axis")
+
+
+class GraphEntry(_Strict):
+    file: RelativePath
+    input: TensorSpec
+    output: TensorSpec
+    opset: int = Field(gt=0)
+
+
+class Graphs(_Strict):
+    invert: GraphEntry
+    generator: GraphEntry
+    discriminator_features: GraphEntry
+    outpaint: GraphEntry | None = None
+
+    def entries(self) -> dict[str, GraphEntry]:
+        return {name: entry for name, entry in self if entry is not None}
+
+
+class Refinement(_Strict):
+    file: RelativePath = REFINEMENT_FILE
+    format: Literal["safetensors"] = "safetensors"
+    generator_config: dict[str, Any] = Field(description="training.networks.GeneratorConfig as a dict")
+
+
+class TrainingInfo(_Strict):
+    commands: list[str] = []
+    seeds: dict[str, int] = {}
+    checkpoints: list[str] = []
+    gan_config: dict[str, Any] = Field(default={}, description="the GAN run config (training.config.to_dict)")
+
+
+class ExporterInfo(_Strict):
+    torch: str
+    onnx: str
+    exporter: str
+    opset: int = Field(gt=0)
+    onnxruntime: str | None = None
+
+
+class Direction(_Strict):
+    file: RelativePath
+    description: str
+    counts: dict[str, int] = {}
+
+
+class Manifest(_Strict):
+    format_version: Literal["dfi-bundle/1"] = FORMAT_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    created: datetime
+    dataset: DatasetInfo
+    image: ImageSpec
+    latent: LatentSpec
+    graphs: Graphs
+    refinement: Refinement
+    files: dict[str, str] = Field(default={}, description="relative path → sha256 for every file but the manifest")
+    training: TrainingInfo = Field(default_factory=TrainingInfo)
+    metrics: dict[str, Any] = {}
+    exporter: ExporterInfo
+    directions: dict[str, Direction] = {}
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, str]) -> dict[str, str]:
+        for path, digest in files.items():
+            _check_relative(path)
+            if not re.match(_SHA256_PATTERN, digest):
+                raise ValueError(f"files[{path!r}]: {digest!r} is not a lowercase hex sha256")
+        return files
+
+    @model_validator(mode="after")
+    def _contract(self) -> Manifest:
+        """The three core graphs carry the fixed names and shapes that match `image` and `latent`."""
+        image = [BATCH_DIM, *self.image.shape]
+        z = [BATCH_DIM, self.latent.size]
+        expected = {"invert": (image, z), "generator": (z, image), "discriminator_features": (image, None)}
+        problems = []
+        for graph, (in_shape, out_shape) in expected.items():
+            entry: GraphEntry = getattr(self.graphs, graph)
+            _, in_name, out_name = GRAPH_CONTRACT[graph]
+            if (entry.input.name, entry.output.name) != (in_name, out_name):
+                problems.append(f"graph {graph} must map '{in_name}' → '{out_name}'")
+            if entry.input.shape != in_shape:
+                problems.append(f"graph {graph} input shape {entry.input.shape} ≠ {in_shape}")
+            if out_shape is not None and entry.output.shape != out_shape:
+                problems.append(f"graph {graph} output shape {entry.output.shape} ≠ {out_shape}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def referenced_files(self) -> list[str]:
+        """Files the manifest points to (graphs, refinement weights, directions)."""
+        refs = [entry.file for entry in self.graphs.entries().values()] + [self.refinement.file]
+        return refs + [d.file for d in self.directions.values()]
+
+    def dumps(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    folder: Path
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def path(self, relative: str) -> Path:
+        if relative not in self.manifest.files:
+            raise BundleError(f"bundle {self.name!r}: {relative} is not a file of this bundle")
+        return self.folder / relative
+
+    def graph_path(self, graph: str) -> Path:
+        entries = self.manifest.graphs.entries()
+        if graph not in entries:
+            raise BundleError(f"bundle {self.name!r} has no graph {graph!r}; it has {sorted(entries)}")
+        return self.path(entries[graph].file)
+
+    def open_graph(self, graph: str, **kwargs: Any) -> OnnxGraph:
+        """An ONNX Runtime session for one graph (kwargs go to `OnnxGraph`), checked against the manifest."""
+        from dfi_core.onnx_graph import OnnxGraph
+
+        path = self.graph_path(graph)
+        entry = self.manifest.graphs.entries()[graph]
+        session = OnnxGraph(path, name=f"{self.name}/{graph}", **kwargs)
+        declared = (entry.input.name, entry.input.shape, entry.output.name, entry.output.shape)
+        actual = (session.input_name, list(session.input_shape), session.output_name, list(session.output_shape))
+        if declared != actual:
+            raise BundleError(f"bundle {self.name!r}: {entry.file}: the graph has {actual}, the manifest {declared}")
+        return session
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bundle_files(folder: Path) -> list[str]:
+    """Every file under `folder` (recursively) except the manifest, as sorted relative POSIX paths."""
+    files = []
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            relative = (Path(root) / name).relative_to(folder).as_posix()
+            if relative != MANIFEST_NAME:
+                files.append(relative)
+    return sorted(files)
+
+
+def _brief(error: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for item in error.errors()[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "manifest"
+        parts.append(f"{where}: {item['msg']}")
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def write_manifest(folder: str | Path, manifest: Manifest | dict[str, Any]) -> Manifest:
+    """Hash every file in `folder`, fill `files`, validate and write manifest.json (sorted keys, indent 2).
+
+    `manifest` is everything but `files` (any `files` given is replaced). Returns the written Manifest.
+    """
+    folder = Path(folder)
+    values = manifest.model_dump(mode="json") if isinstance(manifest, Manifest) else dict(manifest)
+    values["files"] = {relative: sha256_file(folder / relative) for relative in _bundle_files(folder)}
+    label = f"bundle {values.get('name', folder.name)!r} ({folder})"
+    try:
+        parsed = Manifest.model_validate(values)
+    except ValidationError as error:
+        raise BundleError(f"{label}: {MANIFEST_NAME}: invalid manifest: {_brief(error)}") from None
+    missing = [ref for ref in parsed.referenced_files() if ref not in parsed.files]
+    if missing:
+        raise BundleError(f"{label}: the manifest refers to {missing}, which are not in the folder")
+    tmp = folder / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(parsed.dumps(), encoding="utf-8")
+    tmp.replace(folder / MANIFEST_NAME)
+    return parsed
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read and check a bundle folder.
+
+    Always: the manifest exists, is JSON, has a known format version and a valid schema, every file it refers
+    to is listed and every listed file exists. With `verify` (default) also: every file's sha256 matches and
+    the folder holds no file the manifest does not list.
+    """
+    folder = Path(path)
+    label = f"bundle {folder.name!r} ({folder})"
+    if not folder.is_dir():
+        raise BundleError(f"{label}: not a folder")
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"{label}: {MANIFEST_NAME} is missing")
+    try:
+        values = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{label}: {MANIFEST_NAME} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise BundleError(f"{label}: {MANIFEST_NAME} must hold a JSON object, got {type(values).__name__}")
+    version = values.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{label}: {MANIFEST_NAME}: unknown format_version {version!r} (expected {FORMAT_VERSION!r})")
+    try:
+        manifest = Manifest.model_validate(values)
+    except ValidationError as error:
+        raise BundleError(f"{label}: {MANIFEST_NAME}: invalid manifest: {_brief(error)}") from None
+    label = f"bundle {manifest.name!r} ({folder})"
+    for ref in manifest.referenced_files():
+        if ref not in manifest.files:
+            raise BundleError(f"{label}: {ref} is referenced by the manifest but not listed in its files")
+    for relative in manifest.files:
+        if not (folder / relative).is_file():
+            raise BundleError(f"{label}: {relative} is listed in the manifest but missing")
+    if verify:
+        for relative, expected in manifest.files.items():
+            actual = sha256_file(folder / relative)
+            if actual != expected:
+                raise BundleError(f"{label}: {relative}: sha256 mismatch: expected {expected}, got {actual}")
+        unlisted = [relative for relative in _bundle_files(folder) if relative not in manifest.files]
+        if unlisted:
+            raise BundleError(f"{label}: {', '.join(unlisted)}: file(s) not listed in the manifest")
+    return Bundle(folder=folder, manifest=manifest)
