@@ -264,3 +264,13 @@ def report_zoo_command(
     if not runs.is_dir():
         _fail(f"no run folder {runs}; train the zoo first: bash scripts/train_zoo.sh")
     typer.echo(str(zoo_report(runs, docs)))
+
+
+def _register_dfi_commands() -> None:
+    from training.cli_dfi import reconstruct_command, train_inverter_command
+
+    train_app.command("inverter")(train_inverter_command)
+    evaluate_app.command("reconstruction")(reconstruct_command)
+
+
+_register_dfi_commands()

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm.auto import tqdm
 
@@ -120,10 +121,12 @@ def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = Non
     }
     problems += [f"{name} must be ≥ 1, got {value}" for name, value in counts.items() if value < 1]
     groups = ConnectionNetworkConfig.groups
-    if config.hidden < 2 * groups or config.hidden % groups:
-        # A group of one channel normalises to a constant: CN's output would not depend on its input.
-        problems.append(f"hidden must be a multiple of CN's {groups} GroupNorm groups and ≥ {2 * groups} (a group "
-                        f"of one channel normalises to a constant), got {config.hidden}")  # fmt: skip
+    if config.hidden < 4 * groups or config.hidden % groups:
+        # GroupNorm turns a group of one channel into a constant and a group of two into ±1 (the sign of their
+        # difference), nearly binary and ill-conditioned: float rounding grew ~20× in ẑ (batch-of-64 vs one-by-one
+        # test); four channels per group is the least that behaves.
+        problems.append(f"hidden must be a multiple of CN's {groups} GroupNorm groups and ≥ {4 * groups} "
+                        f"(≥ 4 channels per group), got {config.hidden}")  # fmt: skip
     if not config.lr > 0:
         problems.append(f"lr must be > 0, got {config.lr}")
     if not config.features.taps:
@@ -320,6 +323,22 @@ def load_inverter_module(path: str | Path, device: str | torch.device = "cpu") -
     inverter = build_inverter(config, gan)
     load_checkpoint(path, {"inverter": inverter})
     return frozen(inverter.to(device)), config  # type: ignore[return-value]
+
+
+def load_export_ready(path: str | Path, device: str | torch.device = "cpu") -> Inverter:
+    """The inverter of a checkpoint with parametrisations baked into plain weights, for tracing / ONNX export.
+
+    Spectral norm (SNGAN's D) is a parametrisation that recomputes W / σ(W) with `vdot` on every forward, which the
+    ONNX exporter rejects; in eval mode σ is fixed, so the baked weights give the same ẑ. Baking happens on a
+    freshly loaded module: on a deep copy, removing a parametrisation would also break the original, whose
+    generated `Parametrized*` class the copy shares.
+    """
+    inverter, _ = load_inverter_module(path, device)  # eval mode: no spectral-norm power step while baking
+    for module in inverter.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return frozen(inverter)  # type: ignore[return-value]
 
 
 def load_inverter(
