@@ -27,6 +27,8 @@ app.add_typer(train_app, name="train")
 report_app = typer.Typer(help="Write result pages under docs/.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(report_app, name="report")
+export_app = typer.Typer(help="Export model bundles (ONNX graphs + manifest) under models/.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 DataOpt = Annotated[str, typer.Option("--data", help="fashion-mnist | emoji | gaussians | folder")]
 DataDirOpt = Annotated[
@@ -264,6 +266,31 @@ def report_zoo_command(
     if not runs.is_dir():
         _fail(f"no run folder {runs}; train the zoo first: bash scripts/train_zoo.sh")
     typer.echo(str(zoo_report(runs, docs)))
+
+
+@export_app.command("bundle")
+def export_bundle_command(
+    gan: Annotated[Path, typer.Option(help="GAN checkpoint")],
+    inverter: Annotated[Path, typer.Option(help="DFI inverter checkpoint of that GAN")],
+    classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the data set (metrics)")],
+    name: Annotated[str, typer.Option(help="bundle folder name under --out")],
+    out: Path = Path("models"),
+    n: Annotated[int, typer.Option(help="unseen test images the manifest's metrics are measured on")] = 1000,
+    refine_steps: int = 50,
+    overwrite: bool = False,
+    threads: int | None = None,
+) -> None:
+    """Measure DFI / DFI^opt, export the ONNX graphs and refinement weights, check parity, write the manifest."""
+    from training.build_bundle import build_bundle
+
+    _set_threads(threads)
+    try:
+        folder, metrics = build_bundle(gan, inverter, classifier, name, out, n, refine_steps,
+                                       overwrite=overwrite)  # fmt: skip
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        _fail(str(error))
+    typer.echo(json.dumps(metrics, indent=2))
+    typer.echo(f"bundle: {folder}")
 
 
 def _register_dfi_commands() -> None:
