@@ -268,6 +268,22 @@ def report_zoo_command(
     typer.echo(str(zoo_report(runs, docs)))
 
 
+@report_app.command("dfi")
+def report_dfi_command(
+    inverter: Annotated[list[Path], typer.Option(help="inverter checkpoints (repeat the option), one per method")],
+    classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the data set")],
+    docs: Path = Path("docs"),
+    n: int = 1000,
+    refine_steps: int = 50,
+    threads: int | None = None,
+) -> None:
+    """docs/dfi.md: every method with and without refinement on n unseen test images, and a reconstruction grid."""
+    from training.report import dfi_report
+
+    _set_threads(threads)
+    typer.echo(str(dfi_report(inverter, classifier, docs, n, refine_steps)))
+
+
 @export_app.command("bundle")
 def export_bundle_command(
     gan: Annotated[Path, typer.Option(help="GAN checkpoint")],

@@ -144,3 +144,80 @@ def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_
         for r in subset:
             lines += [f"- `{r['command']}`", f"  - `{r['fd_command']}`"]
     return "\n".join(lines) + "\n"
+
+
+METHOD_ORDER = ("dfi", "dfi_image", "enc_latent", "enc_image")
+
+
+def dfi_report(
+    inverters: list[Path], classifier_path: Path, docs_dir: Path, n: int = 1000, refine_steps: int = 50
+) -> Path:
+    """docs/dfi.md: IJCV Table 1's methods (each with and without eq. 2 refinement) on n unseen test images,
+    and the reconstruction grid input | DFI | DFI^opt | ENC_image (when present)."""
+    import torch
+
+    from training.classifier import load_classifier
+    from training.dfi import load_inverter, load_split
+    from training.evaluate import score_inversion
+    from training.visualize import save_grid
+
+    classifier, _ = load_classifier(classifier_path)
+    results, grids, data_name = {}, {}, ""
+    for path in inverters:
+        torch.manual_seed(0)
+        inverter, G, _, config = load_inverter(path)
+        test = load_split(_gan_of(config.gan_checkpoint), "test")
+        data_name = test.name
+        scores = score_inversion(inverter, G, classifier, test, n=n, refine_steps=refine_steps)
+        recon = scores.pop("reconstructions")
+        grids[config.method] = recon
+        grids["input"] = test.batch(torch.arange(n))
+        results[config.method] = {**scores, "checkpoint": str(path), "command": command_of(path.parent)}
+    figures = docs_dir / "dfi"
+    figures.mkdir(parents=True, exist_ok=True)
+    columns = [("input", None)] + [(m, k) for m in ("dfi",) for k in ("direct", "refined")]
+    if "enc_image" in grids:
+        columns.append(("enc_image", "direct"))
+    picks = torch.arange(0, n, max(1, n // 12))[:12]
+    tiles = []
+    for index in picks:
+        for method, key in columns:
+            tiles.append(grids[method][index] if key is None else grids[method][key][index])
+    save_grid(torch.stack(tiles), figures / f"{data_name}-reconstructions.png", nrow=len(columns) * 2, scale=2)
+    (figures / f"{data_name}-scores.json").write_text(json.dumps(results, indent=2))
+    page = docs_dir / "dfi.md"
+    page.write_text(render_dfi(results, data_name, [c[0] + ("^opt" if c[1] == "refined" else "") for c in columns],
+                               n, refine_steps, classifier_path))  # fmt: skip
+    return page
+
+
+def _gan_of(checkpoint: str):
+    from training.dfi import read_gan_config
+
+    return read_gan_config(checkpoint)
+
+
+def render_dfi(results: dict[str, dict], data: str, columns: list[str], n: int, steps: int, classifier: Path) -> str:
+    names = {"dfi": "DFI", "dfi_image": "DFI_image", "enc_latent": "ENC_latent", "enc_image": "ENC_image"}
+    lines = [
+        f"# DFI and its ablations on {data} (IJCV Table 1 / Fig. 8)",
+        "",
+        f"{n} unseen test images; PSNR / SSIM on [0, 1] images (torchmetrics, data_range 1), mean ± std over images;",
+        "class-consistency = the data set's classifier gives the reconstruction the true label; FD = Fréchet",
+        f"distance between reconstructions and the real images in that classifier's features (`{classifier}`).",
+        f"`^opt` = {steps} Adam steps of eq. 2 (min_z ‖G(z) − x‖²) from the method's ẑ.",
+        "",
+        "| method | PSNR ↑ | SSIM ↑ | class-consistency ↑ | FD ↓ |",
+        "|---|---|---|---|---|",
+    ]
+    for method in [m for m in METHOD_ORDER if m in results]:
+        r = results[method]
+        for label, s in ((names[method], r), (names[method] + "^opt", r.get("refined"))):
+            if s:
+                psnr, ssim = f"{s['psnr']:.2f} ± {s['psnr_std']:.2f}", f"{s['ssim']:.3f} ± {s['ssim_std']:.3f}"
+                lines.append(f"| {label} | {psnr} | {ssim} | {s['class_consistency']:.3f} | {s['fd']:.2f} |")
+    lines += ["", f"![reconstructions](dfi/{data}-reconstructions.png)", "",
+              f"Columns, in pairs of images per row: {' | '.join(columns)}.", "", "Commands:", ""]  # fmt: skip
+    for method in [m for m in METHOD_ORDER if m in results]:
+        lines.append(f"- {names[method]}: `{results[method]['command']}`")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# DFI and its ablations on the zoo's GANs (IJCV Table 1), then the shipped bundles under models/.
+# Needs scripts/train_zoo.sh first. Usage: STAGE=fashion|ablations|emoji|bundles bash scripts/train_dfi.sh
+set -euo pipefail
+zoo=${ZOO:-runs/zoo}
+out=${OUT:-runs/dfi}
+threads=${THREADS:-1}
+fashion_gan=$zoo/fashion-mnist-sngan/checkpoints/step-010000.safetensors
+emoji_gan=$zoo/emoji-dcgan/checkpoints/step-005000.safetensors
+taps=${TAPS:-actv7-0,last}
+inverter() {  # inverter NAME GAN METHOD STEPS [options]
+  local name=$1 gan=$2 method=$3 steps=$4; shift 4
+  [[ -f $out/$name/inverter.safetensors ]] && return 0
+  python -m training train inverter --gan "$gan" --method "$method" --steps "$steps" --seed 0 --threads "$threads" \
+    --run-dir "$out/$name" "$@"
+}
+case "${STAGE:-all}" in
+  fashion|all)
+    inverter fashion-mnist-sngan-dfi "$fashion_gan" dfi 10000 --taps "$taps" --pool-size 4 ;;&
+  ablations|all)
+    for method in enc_latent enc_image dfi_image; do
+      inverter "fashion-mnist-sngan-$method" "$fashion_gan" "$method" 10000 --taps "$taps" --pool-size 4
+    done ;;&
+  emoji|all)
+    inverter emoji-dcgan-dfi "$emoji_gan" dfi 10000 --taps actv8-0,last --pool-size 4 ;;&
+  bundles|all)
+    python -m training export bundle --gan "$fashion_gan" --inverter "$out/fashion-mnist-sngan-dfi/inverter.safetensors" \
+      --classifier "$zoo/fashion-mnist-classifier/classifier.safetensors" --name fashion-mnist --overwrite
+    python -m training export bundle --gan "$emoji_gan" --inverter "$out/emoji-dcgan-dfi/inverter.safetensors" \
+      --classifier "$zoo/emoji-classifier/classifier.safetensors" --name emoji --overwrite ;;
+esac
