@@ -6,7 +6,7 @@ zoo=${ZOO:-runs/zoo}
 out=${OUT:-runs/dfi}
 threads=${THREADS:-1}
 fashion_gan=$zoo/fashion-mnist-sngan/checkpoints/step-010000.safetensors
-emoji_gan=$zoo/emoji-dcgan/checkpoints/step-005000.safetensors
+emoji_gan=$zoo/emoji-dcgan/checkpoints/step-004000.safetensors
 taps=${TAPS:-actv7-0,last}
 inverter() {  # inverter NAME GAN METHOD STEPS [options]
   local name=$1 gan=$2 method=$3 steps=$4; shift 4
@@ -22,7 +22,7 @@ case "${STAGE:-all}" in
       inverter "fashion-mnist-sngan-$method" "$fashion_gan" "$method" 10000 --taps "$taps" --pool-size 4
     done ;;&
   emoji|all)
-    inverter emoji-dcgan-dfi "$emoji_gan" dfi 10000 --taps actv8-0,last --pool-size 4 ;;&
+    inverter emoji-dcgan-dfi "$emoji_gan" dfi  6000 --taps actv8-0,last --pool-size 4 ;;&
   bundles|all)
     python -m training export bundle --gan "$fashion_gan" --inverter "$out/fashion-mnist-sngan-dfi/inverter.safetensors" \
       --classifier "$zoo/fashion-mnist-classifier/classifier.safetensors" --name fashion-mnist --overwrite

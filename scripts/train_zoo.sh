@@ -21,7 +21,7 @@ case "${LANE:-all}" in
     gan fashion-mnist lsgan 10000
     classifier fashion-mnist 4000
     classifier emoji 3000
-    gan emoji dcgan 5000 --g-width 32 --d-width 32 --z-dim 128 --sample-every 500
+    gan emoji dcgan 4000 --g-width 32 --d-width 32 --z-dim 128 --sample-every 500
     ;;&
   b|all)
     gan fashion-mnist sngan 10000

@@ -9,6 +9,7 @@ checked against torch before the command succeeds.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from training.dfi import load_export_ready, load_inverter, load_split, read_gan_
 from training.evaluate import score_inversion
 from training.export import check_parity, export_bundle
 
+INVERTER_FILE = "inverter.safetensors"
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime − torch| the DFI issue sets for every shipped graph
 
 LICENSES = {
@@ -80,7 +82,22 @@ def build_bundle(
     if max(parity.values()) > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX parity failed for {bundle_dir}: {parity} (tolerance {PARITY_TOLERANCE})")
     manifest = load_bundle(bundle_dir).manifest.model_dump(mode="json", exclude={"files"})
+    # The inverter's torch weights travel with the bundle so that CI can re-check ONNX parity on shipped bundles
+    # without the run folders (tests/models/test_shipped_bundles.py).
+    shutil.copyfile(inverter_checkpoint, bundle_dir / INVERTER_FILE)
+    (bundle_dir / INVERTER_FILE).chmod(0o644)
+    manifest["training"]["checkpoints"].append(INVERTER_FILE)
     manifest["metrics"]["onnx_parity_max_abs_error"] = {k: float(f"{v:.3g}") for k, v in parity.items()}
     write_manifest(bundle_dir, manifest)
     load_bundle(bundle_dir)
     return bundle_dir, manifest["metrics"]
+
+
+def bundle_parity(bundle_dir: str | Path, n: int = 64, batch_sizes: tuple[int, ...] = (1, 64)) -> dict[str, float]:
+    """ONNX Runtime vs torch for a shipped bundle, rebuilt from the bundle's own safetensors files."""
+    from training.export import load_refinement_generator
+
+    bundle = load_bundle(bundle_dir)
+    G = load_refinement_generator(bundle.path(bundle.manifest.refinement.file))
+    inverter = load_export_ready(bundle.path(INVERTER_FILE))
+    return check_parity(bundle.folder, G, inverter.features, inverter, n=n, batch_sizes=batch_sizes)

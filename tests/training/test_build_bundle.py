@@ -37,6 +37,9 @@ def test_bundle_from_checkpoints(loss: str, tmp_path: Path) -> None:
     assert max(metrics["onnx_parity_max_abs_error"].values()) <= 1e-4
     assert bundle.manifest.latent.size == 8 and bundle.manifest.image.channels == 1
     assert bundle.manifest.training.seeds == {"gan": 0, "inverter": 0}
+    from training.build_bundle import bundle_parity
+
+    assert max(bundle_parity(folder, n=8, batch_sizes=(1, 8)).values()) <= 1e-4  # rebuilt from the bundle alone
 
     with pytest.raises(FileExistsError):
         build_bundle(gan_ckpt, inv_ckpt, cls_ckpt, "tiny", tmp_path / "models", n=4, refine_steps=0)
