@@ -20,7 +20,7 @@ case "${LANE:-all}" in
     gan fashion-mnist dcgan 10000
     gan fashion-mnist lsgan 10000
     classifier fashion-mnist 4000
-    classifier emoji 3000
+    classifier emoji 2000
     gan emoji dcgan 4000 --g-width 32 --d-width 32 --z-dim 128 --sample-every 500
     ;;&
   b|all)

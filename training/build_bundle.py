@@ -60,7 +60,7 @@ def build_bundle(
     scores = score_inversion(inverter, G, classifier, test, n=n, refine_steps=refine_steps)
     scores.pop("reconstructions")
     metrics = {
-        "test_images": n,
+        "test_images": scores["n"],  # min(n, size of the test split): emoji has 688
         "split": "test (never seen in training)",
         "dfi": _round({k: v for k, v in scores.items() if k not in ("refined", "n")}),
         "dfi_opt": _round(scores.get("refined", {})),

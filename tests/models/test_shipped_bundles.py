@@ -17,7 +17,7 @@ BUNDLES = sorted(p.parent for p in MODELS.glob("*/manifest.json"))
 @pytest.mark.parametrize("folder", BUNDLES, ids=[p.name for p in BUNDLES])
 def test_shipped_bundle_verifies_and_matches_torch(folder: Path) -> None:
     bundle = load_bundle(folder)
-    assert bundle.manifest.metrics["test_images"] >= 1000
+    assert bundle.manifest.metrics["test_images"] >= 500  # 1000 Fashion-MNIST test images; all 688 of emoji
     errors = bundle_parity(folder, n=64, batch_sizes=(1, 64))
     assert set(errors) == {"invert", "generator", "discriminator_features"}
     assert max(errors.values()) <= PARITY_TOLERANCE, errors
