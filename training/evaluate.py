@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.checkpoint import read_metadata
 from training.classifier import load_classifier
 from training.datasets import Dataset, load_dataset
 from training.metric_fd import frechet_distance_of_features
@@ -46,7 +47,7 @@ def evaluate_samples(
         "checkpoint": str(checkpoint),
         "data": config.data.name,
         "loss": config.loss.name,
-        "steps": config.steps,
+        "checkpoint_step": read_metadata(checkpoint)["step"],
         "n_samples": n,
         "n_real_test": len(real_index),
         "seed": seed,

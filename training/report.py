@@ -28,6 +28,16 @@ def _log(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def wall_seconds(records: list[dict[str, Any]]) -> float:
+    """Training wall time from a log whose `seconds` restart at every resume: the sum of each segment's end."""
+    total, previous = 0.0, 0.0
+    for record in records:
+        if record["seconds"] < previous:
+            total += previous
+        previous = record["seconds"]
+    return total + previous
+
+
 def plot_losses(run: Path, target: Path) -> Path:
     plt = _plt()
     records = _log(run)
@@ -83,9 +93,9 @@ def zoo_report(runs_root: Path, docs_dir: Path) -> Path:
         log = _log(run)
         rows.append({
             "run": run.name, "data": config["data"]["name"], "loss": config["loss"]["name"],
-            "steps": config["steps"], "n_critic": config["optim"]["n_critic"],
+            "steps": score.get("checkpoint_step", config["steps"]), "n_critic": config["optim"]["n_critic"],
             "fd": score["fd_samples_vs_test"], "floor": score["fd_train_vs_test"], "n": score["n_samples"],
-            "hist": score["sample_class_histogram"], "minutes": log[-1]["seconds"] / 60 if log else float("nan"),
+            "hist": score["sample_class_histogram"], "minutes": wall_seconds(log) / 60,
             "command": (run / "command.txt").read_text().strip(), "fd_command": score.get("command", ""),
         })  # fmt: skip
     for data, items in panels.items():
@@ -112,8 +122,8 @@ def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_
         "",
         "Made by `bash scripts/train_zoo.sh` (training, then `python -m training evaluate samples` per run), and",
         "this page by `python -m training report zoo --runs runs/zoo --docs docs`. Machine: 2 CPU cores, one",
-        "torch thread per run, two runs at a time (no GPU was lent to this task). Every number below is read",
-        "from the run folders.",
+        "torch thread per run, two to four runs sharing the cores (no GPU was lent to this task), so wall minutes",
+        "say little about speed. Every number below is read from the run folders.",
         "",
         "**FD** is the Fréchet distance between 10,000 samples and the 10,000 real test images in the feature",
         "space of the data set's own classifier (penultimate layer, 128-d); lower is better. The **floor** is",
@@ -129,7 +139,7 @@ def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_
         lines.append(f"| {name} | {accuracy:.4f} | {n} | `{classifier_commands[name]}` |")
     for data in sorted({r["data"] for r in rows}):
         lines += ["", f"## {data}", "", f"![samples](zoo/{data}-zoo.png)", ""]
-        lines += ["| GAN | G steps | n_critic | FD ↓ | floor | CPU minutes | samples per class (classifier) |"]
+        lines += ["| GAN | G steps | n_critic | FD ↓ | floor | wall minutes | samples per class (classifier) |"]
         lines += ["|---|---|---|---|---|---|---|"]
         subset = sorted((r for r in rows if r["data"] == data), key=lambda r: r["fd"])
         for r in subset:
