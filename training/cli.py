@@ -286,6 +286,7 @@ def report_dfi_command(
 
 @export_app.command("bundle")
 def export_bundle_command(
+    ctx: typer.Context,
     gan: Annotated[Path, typer.Option(help="GAN checkpoint")],
     inverter: Annotated[Path, typer.Option(help="DFI inverter checkpoint of that GAN")],
     classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the data set (metrics)")],
@@ -302,7 +303,7 @@ def export_bundle_command(
     _set_threads(threads)
     try:
         folder, metrics = build_bundle(gan, inverter, classifier, name, out, n, refine_steps,
-                                       overwrite=overwrite)  # fmt: skip
+                                       extra_commands=[_command_line(ctx)], overwrite=overwrite)  # fmt: skip
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         _fail(str(error))
     typer.echo(json.dumps(metrics, indent=2))
