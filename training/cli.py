@@ -52,6 +52,10 @@ def _command_line(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name)
         if value is None or getattr(param, "param_type_name", "") != "option":
             continue
+        if isinstance(value, bool):  # a --flag/--no-flag pair takes no value
+            flag = param.opts[0] if value else next(iter(getattr(param, "secondary_opts", [])), None)
+            words += [flag] if flag else []
+            continue
         words += [param.opts[0], str(value)]
     return " ".join(shlex.quote(w) for w in words)
 
