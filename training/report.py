@@ -28,6 +28,15 @@ def _log(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def earlier_scores(run: Path) -> str:
+    """FD of earlier checkpoints (sample_fd_step*.json, from `evaluate samples --out`): the convergence evidence."""
+    scores = []
+    for path in run.glob("sample_fd_step*.json"):
+        score = json.loads(path.read_text())
+        scores.append((score["checkpoint_step"], score["fd_samples_vs_test"]))
+    return ", ".join(f"{step}: {fd:.2f}" for step, fd in sorted(scores)) or "–"
+
+
 def wall_seconds(records: list[dict[str, Any]]) -> float:
     """Training wall time from a log whose `seconds` restart at every resume: the sum of each segment's end."""
     total, previous = 0.0, 0.0
@@ -97,6 +106,7 @@ def zoo_report(runs_root: Path, docs_dir: Path) -> Path:
             "fd": score["fd_samples_vs_test"], "floor": score["fd_train_vs_test"], "n": score["n_samples"],
             "hist": score["sample_class_histogram"], "minutes": wall_seconds(log) / 60,
             "command": (run / "command.txt").read_text().strip(), "fd_command": score.get("command", ""),
+            "earlier": earlier_scores(run),
         })  # fmt: skip
     for data, items in panels.items():
         items.sort(key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else len(ORDER))
@@ -139,12 +149,14 @@ def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_
         lines.append(f"| {name} | {accuracy:.4f} | {n} | `{classifier_commands[name]}` |")
     for data in sorted({r["data"] for r in rows}):
         lines += ["", f"## {data}", "", f"![samples](zoo/{data}-zoo.png)", ""]
-        lines += ["| GAN | G steps | n_critic | FD ↓ | floor | wall minutes | samples per class (classifier) |"]
-        lines += ["|---|---|---|---|---|---|---|"]
+        lines += [
+            "| GAN | G steps | n_critic | FD ↓ | FD at earlier steps | floor | wall minutes | samples per class |"
+        ]
+        lines += ["|---|---|---|---|---|---|---|---|"]
         subset = sorted((r for r in rows if r["data"] == data), key=lambda r: r["fd"])
         for r in subset:
             lines.append(
-                f"| {r['loss']} | {r['steps']} | {r['n_critic']} | {r['fd']:.2f} | {r['floor']:.2f} | "
+                f"| {r['loss']} | {r['steps']} | {r['n_critic']} | {r['fd']:.2f} | {r['earlier']} | {r['floor']:.2f} | "
                 f"{r['minutes']:.0f} | {' '.join(str(h) for h in r['hist'])} |"
             )
         lines += ["", "Loss curves and final grids:", ""]
