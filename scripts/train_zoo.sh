@@ -26,8 +26,8 @@ case "${LANE:-all}" in
   b|all)
     gan fashion-mnist sngan 10000
     gan fashion-mnist wgan-gp 8000
-    gan fashion-mnist dfm 10000
-    gan fashion-mnist rfgan 10000
+    gan fashion-mnist dfm 4000
+    gan fashion-mnist rfgan 4000
     ;;
 esac
 if [[ ${LANE:-all} == all || ${LANE:-} == eval ]]; then
