@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import typer
 from typer.testing import CliRunner
 
 from training.cli import app
@@ -64,3 +65,19 @@ def test_cross_field_error_before_any_work(tmp_path: Path) -> None:
 def test_folder_needs_its_options(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "gan", "--data", "folder", "--run-dir", str(tmp_path / "r")])
     assert result.exit_code == 2 and "--data-dir, --size and --channels" in result.output
+
+
+def test_recorded_command_renders_flags_as_flags() -> None:
+    from training.cli import _command_line
+
+    demo = typer.Typer()
+    seen: list[str] = []
+
+    @demo.command()
+    def run(ctx: typer.Context, steps: int = 3, overwrite: bool = False, name: str | None = None) -> None:
+        seen.append(_command_line(ctx))
+
+    assert runner.invoke(demo, ["--overwrite", "--steps", "5"]).exit_code == 0
+    assert runner.invoke(demo, []).exit_code == 0
+    assert seen[0].endswith("--steps 5 --overwrite")  # a flag, not "--overwrite True"; unset options left out
+    assert seen[1].endswith("--steps 3 --no-overwrite")
