@@ -33,9 +33,15 @@ esac
 if [[ ${LANE:-all} == all || ${LANE:-} == eval ]]; then
   for run in "$out"/*-{dcgan,lsgan,sngan,wgan-gp,dfm,rfgan}; do
     [[ -d $run ]] || continue
-    data=$(basename "$run"); data=${data%-*}; [[ $data == *-wgan ]] && data=${data%-wgan}
-    ckpt=$(ls "$run"/checkpoints/step-*.safetensors | tail -n 1)
-    python -m training evaluate samples --checkpoint "$ckpt" --classifier "$out/$data-classifier/classifier.safetensors" \
-      --n 10000 --threads "$threads"
+    data=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"]["name"])' "$run/config.json")
+    classifier=$out/$data-classifier/classifier.safetensors
+    mapfile -t ckpts < <(ls "$run"/checkpoints/step-*.safetensors)
+    # the final checkpoint → sample_fd.json; the one before it → sample_fd_stepN.json (docs/zoo.md's "FD earlier")
+    python -m training evaluate samples --checkpoint "${ckpts[-1]}" --classifier "$classifier" --n 10000 --threads "$threads"
+    if ((${#ckpts[@]} > 1)); then
+      step=$(basename "${ckpts[-2]}" .safetensors); step=$((10#${step#step-}))
+      python -m training evaluate samples --checkpoint "${ckpts[-2]}" --classifier "$classifier" --n 10000 \
+        --threads "$threads" --out "$run/sample_fd_step$step.json"
+    fi
   done
 fi
