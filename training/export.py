@@ -36,8 +36,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -52,7 +51,8 @@ from dfi_core.bundle import (
     load_bundle,
     write_manifest,
 )
-from training.networks import ConnectionNetwork, DiscriminatorFeatures, Generator, GeneratorConfig
+from dfi_core.refinement import load_refinement_generator
+from training.networks import ConnectionNetwork, DiscriminatorFeatures, Generator
 
 DEFAULT_OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based; the dynamo exporter needs onnxscript)"
@@ -217,19 +217,6 @@ def save_refinement_generator(path: str | Path, generator: Generator, gan_config
     }
     save_file(tensors, str(path), metadata=metadata)
     return Path(path)
-
-
-def load_refinement_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
-    """Rebuild G (eval mode, no grad on its weights) from a bundle's generator.safetensors alone."""
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    if meta.get("format") != REFINEMENT_FORMAT:
-        raise ValueError(f"{path} is not a DFI refinement generator (format {meta.get('format')!r})")
-    values = json.loads(meta["generator_config"])
-    values["shape"] = tuple(values["shape"])
-    generator = Generator(GeneratorConfig(**values))
-    generator.load_state_dict(load_file(str(path)))
-    return generator.to(device).eval().requires_grad_(False)
 
 
 def _versions() -> dict[str, str]:

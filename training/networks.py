@@ -12,30 +12,15 @@ The discriminator exposes every stage as a named feature map, following IJCV Tab
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from dfi_core.refinement import Generator, GeneratorConfig, channels_for, stages_for
+
 NORMS = ("batch", "layer", "spectral", "none")
-
-
-def stages_for(size: int) -> tuple[int, int]:
-    """(base resolution, number of ×2 stages) for a square image side."""
-    for base in (7, 4):
-        stages = math.log2(size / base)
-        if size % base == 0 and stages.is_integer() and stages >= 1:
-            return base, int(stages)
-    raise ValueError(f"image size {size} is not 7·2^k or 4·2^k (supported: 28, 32, 64, ...)")
-
-
-@dataclass
-class GeneratorConfig:
-    shape: tuple[int, ...]  # (C, H, W) for images, (D,) for points
-    z_dim: int = 64
-    width: int = 64  # channels at the last up-sampling stage (DCGAN's ngf); MLP hidden units for points
 
 
 @dataclass
@@ -49,47 +34,6 @@ class DiscriminatorConfig:
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ValueError(f"discriminator norm must be one of {NORMS}, got {self.norm!r}")
-
-
-def _channels(width: int, stages: int) -> list[int]:
-    """Channels at each stage from the base resolution upward: width·2^(k-1), ..., width."""
-    return [width * 2 ** (stages - 1 - i) for i in range(stages)]
-
-
-class Generator(nn.Module):
-    def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        if len(cfg.shape) == 1:  # points: two hidden FC layers (IJCV sec. 4.1)
-            h = cfg.width
-            self.net = nn.Sequential(
-                nn.Linear(cfg.z_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, cfg.shape[0])
-            )
-            return
-        c, size, _ = cfg.shape
-        base, stages = stages_for(size)
-        chans = _channels(cfg.width, stages)
-        self.base, self.base_channels = base, chans[0]
-        self.project = nn.Sequential(
-            nn.Linear(cfg.z_dim, chans[0] * base * base, bias=False),
-            nn.BatchNorm1d(chans[0] * base * base),
-            nn.ReLU(),
-        )
-        layers: list[nn.Module] = []
-        for i in range(stages - 1):
-            layers += [
-                nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1, bias=False),
-                nn.BatchNorm2d(chans[i + 1]),
-                nn.ReLU(),
-            ]
-        layers += [nn.ConvTranspose2d(chans[-1], c, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if len(self.cfg.shape) == 1:
-            return self.net(z)
-        x = self.project(z).view(-1, self.base_channels, self.base, self.base)
-        return self.net(x)
 
 
 def _norm2d(kind: str, channels: int) -> nn.Module:
@@ -119,7 +63,7 @@ class Discriminator(nn.Module):
         else:
             c, size, _ = cfg.shape
             base, stages = stages_for(size)
-            chans = list(reversed(_channels(cfg.width, stages)))  # width, 2·width, ...
+            chans = list(reversed(channels_for(cfg.width, stages)))  # width, 2·width, ...
             in_ch, res = c, size
             for i, out_ch in enumerate(chans):
                 res //= 2
@@ -185,7 +129,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         c, size, _ = shape
         base, stages = stages_for(size)
-        chans = list(reversed(_channels(width, stages)))
+        chans = list(reversed(channels_for(width, stages)))
         layers: list[nn.Module] = []
         in_ch = c
         for i, out_ch in enumerate(chans):
