@@ -7,14 +7,14 @@ model range per batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
+# One exception type and one cache location for both packages (the service reads the same files).
+from dfi_core.datasets import DataSourceMissing, default_cache_dir
 
-class DataSourceMissing(FileNotFoundError):
-    """A data set's source files are absent; the message names the command that installs them."""
+__all__ = ["DataSourceMissing", "Dataset", "default_cache_dir"]
 
 
 @dataclass
@@ -61,10 +61,3 @@ class Dataset:
             raise ValueError(f"data set {self.name!r} has no labels")
         index = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
         return torch.from_numpy(self.labels[index].astype(np.int64)).to(device)
-
-
-def default_cache_dir() -> Path:
-    """Where fetched/prepared data sets live: $DFI_CACHE_DIR, else ~/.cache/dfi (never inside the repo)."""
-    import os
-
-    return Path(os.environ.get("DFI_CACHE_DIR", Path.home() / ".cache" / "dfi"))

@@ -38,7 +38,6 @@ emoji keeps its split when packs or new emoji are added.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -50,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfi_core.datasets import emoji_split_of
 from training.datasets.base import Dataset, DataSourceMissing, default_cache_dir
 
 PACKS = ("twitter", "google")
@@ -167,9 +167,7 @@ def tone_of(variation_key: str | None) -> int:
     return tone
 
 
-def split_of(group: str) -> str:
-    """'test' for about 10 % of groups (sha1 of the group's code points), else 'train'; see the module doc."""
-    return "test" if int(hashlib.sha1(group.encode()).hexdigest(), 16) % 10 == 0 else "train"
+split_of = emoji_split_of  # one definition, shared with the service's metric jobs
 
 
 def image_records(entries: list[dict], pack: str) -> Iterator[tuple[str, dict]]:

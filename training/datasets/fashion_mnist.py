@@ -6,13 +6,12 @@ Default folder: the Debian package `dataset-fashion-mnist`; any folder holding t
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 
+from dfi_core.datasets import read_idx
 from training.datasets.base import Dataset, DataSourceMissing
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -32,25 +31,6 @@ INSTALL_HINT = (
 
 def resolve_dir(data_dir: str | Path | None = None) -> Path:
     return Path(data_dir or os.environ.get("FASHION_MNIST_DIR") or DEBIAN_DIR)
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Parse an IDX file (gzip or plain). Written by hand: the format is a 4-byte magic + big-endian dims,
-    and the only library readers (torchvision, idx2numpy) would add a dependency for ten lines."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
-    if len(raw) < 4:
-        raise ValueError(f"{path}: not an IDX file (only {len(raw)} bytes)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    expected = int(np.prod(dims))
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != expected:
-        raise ValueError(f"{path}: header says {dims} ({expected} bytes) but {body.size} bytes follow")
-    return body.reshape(dims)
 
 
 def load(split: str = "train", data_dir: str | Path | None = None) -> Dataset:
