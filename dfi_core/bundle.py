@@ -8,6 +8,8 @@ Layout (every file except manifest.json is listed with its sha256 in `manifest.f
         generator.onnx                 z [batch, |z|] → image [batch, C, H, W]
         discriminator_features.onnx    image [batch, C, H, W] → features [batch, F]   (D^f)
         generator.safetensors          G's state_dict + its config JSON (torch rebuilds G for gradient refinement)
+        classifier.onnx                (optional) image [batch, C, H, W] → logits [batch, classes]
+        directions/<name>.npy          (optional) named latent directions [|z|] float32 for editing
 
 Conventions: images are float32 NCHW in [-1, +1] (`dfi_core.preprocessing`); z is float32 drawn from N(0, I).
 
@@ -42,6 +44,11 @@ GRAPH_CONTRACT: dict[str, tuple[str, str, str]] = {
     "generator": ("generator.onnx", "z", "image"),
     "discriminator_features": ("discriminator_features.onnx", "image", "features"),
 }
+# Optional graphs a bundle may add. `classifier` is the data set's own judge (class-consistency, attribute
+# probabilities of edits), shipped so that the service's metric jobs and edit checks need no torch.
+OPTIONAL_GRAPHS: dict[str, tuple[str, str, str]] = {
+    "classifier": ("classifier.onnx", "image", "logits"),
+}
 REFINEMENT_FILE = "generator.safetensors"
 REFINEMENT_FORMAT = "dfi-generator/1"  # the `format` key in the safetensors metadata
 
@@ -50,6 +57,7 @@ PREPROCESSING = (
     "Pillow: EXIF transpose, alpha composited on white, to L/RGB, centre-crop square, Lanczos resize, /127.5 - 1"
 )
 
+DIRECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -75,6 +83,7 @@ class DatasetInfo(_Strict):
     name: str
     split: str = Field(description="the split the models were trained on, e.g. 'train'")
     license: str = Field(description="licence and source of the data, e.g. 'MIT, github.com/zalandoresearch/...'")
+    class_names: list[str] = Field(default=[], description="the classifier graph's classes, in logit order")
 
 
 class ImageSpec(_Strict):
@@ -119,6 +128,7 @@ class Graphs(_Strict):
     generator: GraphEntry
     discriminator_features: GraphEntry
     outpaint: GraphEntry | None = None
+    classifier: GraphEntry | None = None
 
     def entries(self) -> dict[str, GraphEntry]:
         return {name: entry for name, entry in self if entry is not None}
@@ -146,8 +156,11 @@ class ExporterInfo(_Strict):
 
 
 class Direction(_Strict):
-    file: RelativePath
+    """A named latent direction (IJCV eq. 9): z + strength · vector; `counts` are the images averaged."""
+
+    file: RelativePath = Field(description="a .npy file holding float32 [|z|]")
     description: str
+    method: str = Field(default="mean-difference", description="how it was computed (e.g. eq. 9 grouped means)")
     counts: dict[str, int] = {}
 
 
@@ -165,6 +178,14 @@ class Manifest(_Strict):
     metrics: dict[str, Any] = {}
     exporter: ExporterInfo
     directions: dict[str, Direction] = {}
+
+    @field_validator("directions")
+    @classmethod
+    def _direction_names(cls, directions: dict[str, Direction]) -> dict[str, Direction]:
+        for name in directions:
+            if not re.match(DIRECTION_NAME_PATTERN, name):
+                raise ValueError(f"direction name {name!r} must match {DIRECTION_NAME_PATTERN}")
+        return directions
 
     @field_validator("files")
     @classmethod
@@ -191,6 +212,14 @@ class Manifest(_Strict):
                 problems.append(f"graph {graph} input shape {entry.input.shape} ≠ {in_shape}")
             if out_shape is not None and entry.output.shape != out_shape:
                 problems.append(f"graph {graph} output shape {entry.output.shape} ≠ {out_shape}")
+        if self.graphs.classifier is not None:
+            entry = self.graphs.classifier
+            _, in_name, out_name = OPTIONAL_GRAPHS["classifier"]
+            if (entry.input.name, entry.output.name) != (in_name, out_name) or entry.input.shape != image:
+                problems.append(f"graph classifier must map '{in_name}' {image} → '{out_name}'")
+            classes = [BATCH_DIM, len(self.dataset.class_names)]
+            if entry.output.shape != classes:
+                problems.append(f"graph classifier output {entry.output.shape} ≠ {classes} (dataset.class_names)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -89,6 +89,12 @@ def build_bundle(
     manifest["training"]["checkpoints"].append(INVERTER_FILE)
     manifest["metrics"]["onnx_parity_max_abs_error"] = {k: float(f"{v:.3g}") for k, v in parity.items()}
     write_manifest(bundle_dir, manifest)
+    # The optional parts every shipped bundle carries: the data set's judge and the named editing directions.
+    from training.bundle_extras import add_classifier, add_directions
+
+    add_classifier(bundle_dir, classifier_checkpoint)
+    if gan_config.data.name in ("fashion-mnist", "emoji"):
+        add_directions(bundle_dir)
     load_bundle(bundle_dir)
     return bundle_dir, manifest["metrics"]
 

@@ -314,6 +314,39 @@ def export_bundle_command(
     typer.echo(f"bundle: {folder}")
 
 
+@export_app.command("classifier")
+def export_classifier_command(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/fashion-mnist")],
+    classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the bundle's data set")],
+) -> None:
+    """Add the data set's classifier to a bundle as classifier.onnx (image → logits), parity-checked."""
+    from training.bundle_extras import add_classifier
+
+    try:
+        result = add_classifier(bundle, classifier, command=_command_line(ctx))
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    typer.echo(f"{result.folder}: classifier over {len(result.manifest.dataset.class_names)} classes")
+
+
+@export_app.command("directions")
+def export_directions_command(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/emoji")],
+) -> None:
+    """Compute the data set's named editing directions (IJCV eq. 9) with the bundle's invert graph and store them."""
+    from training.bundle_extras import add_directions
+
+    try:
+        result, summary = add_directions(bundle, command=_command_line(ctx))
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    for name, counts in summary.items():
+        typer.echo(f"{name}: {counts}")
+    typer.echo(f"{result.folder}: {len(summary)} directions")
+
+
 def _register_dfi_commands() -> None:
     from training.cli_dfi import reconstruct_command, train_inverter_command
 
