@@ -20,7 +20,7 @@ fi
 
 python3 -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null \
   || python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e ".[train,dev]"
+python3 -m pip install -q -e ".[train,service,worker,dev]"
 
 python3 -m training data prepare emoji >/dev/null
 echo "setup: ok ($(python3 -c 'import torch; print("torch", torch.__version__)'))"

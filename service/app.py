@@ -1,0 +1,109 @@
+"""The FastAPI app: `create_app(settings)` loads the bundles, connects the job queue and mounts the routers.
+
+Every response carries `X-Request-ID` (the caller's when it sends a sane one); every request is counted and timed
+by route template in Prometheus; bodies above `max_body_bytes` are refused with 413 before they are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import errors
+from service.metrics import ApiMetrics
+from service.queue import JobQueue
+from service.registry import load_registry
+from service.routers import edit, health, invert, jobs, models, outpaint
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("service")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class BodyLimit:
+    """Pure ASGI: 413 for a declared Content-Length over the limit, and for a streamed body once it passes it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise errors.APIError(413, "request body larger than max_body_bytes",
+                                          limit={"max_body_bytes": self.limit})  # fmt: skip
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = {"error": {"message": "request body larger than max_body_bytes (or a bad Content-Length)",
+                          "limit": {"max_body_bytes": self.limit}}}  # fmt: skip
+        await JSONResponse(body, status_code=413)(scope, None, send)  # type: ignore[arg-type]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.registry = load_registry(settings, metrics)
+        app.state.queue = JobQueue(settings)
+        await app.state.queue.connect()
+        log.info("serving %s (default %s); failed: %s", sorted(app.state.registry.models), settings.default_model,
+                 app.state.registry.failed or "none")  # fmt: skip
+        yield
+        await app.state.registry.close()
+        await app.state.queue.close()
+
+    app = FastAPI(
+        title="DFI inference service",
+        version="0.1.0",
+        description="GAN inversion with discriminator features (DFI): invert, edit, outpaint, metric jobs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next):  # noqa: ANN001, ANN202
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except errors.APIError as error:  # raised by BodyLimit while the route reads the body
+            response = JSONResponse(errors.error_body(request, error.message, error.limit), status_code=error.status)
+        route = request.scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        metrics.requests.labels(label, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(label, request.method).observe(time.perf_counter() - start)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    for router in (invert.router, edit.router, outpaint.router, jobs.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

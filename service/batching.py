@@ -1,0 +1,112 @@
+"""Dynamic micro-batching: concurrent requests for one graph are merged into one ONNX Runtime call.
+
+As Triton's dynamic batcher and Ray Serve's `@serve.batch`: a request waits at most `max_delay` for others, a
+merged call holds at most `max_batch` rows, and one graph runs one call at a time on its own thread, so the event
+loop never blocks. Written by hand because neither of those runs inside a FastAPI process without bringing its
+own server, and the logic is a queue plus a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class _Item:
+    array: np.ndarray
+    future: asyncio.Future
+
+
+class MicroBatcher:
+    """`await batcher(array)` → the graph's output for those rows, computed together with other callers' rows."""
+
+    def __init__(
+        self,
+        run: Callable[[np.ndarray], np.ndarray],
+        max_batch: int = 256,
+        max_delay_s: float = 0.002,
+        enabled: bool = True,
+        on_batch: Callable[[int], None] | None = None,
+        name: str = "graph",
+    ) -> None:
+        self.run, self.max_batch, self.max_delay_s, self.enabled = run, max_batch, max_delay_s, enabled
+        self.on_batch, self.name = on_batch, name
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, array: np.ndarray) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        if not self.enabled or len(array) >= self.max_batch:
+            if self.on_batch:
+                self.on_batch(len(array))
+            return await loop.run_in_executor(self._executor, self._run_chunked, array)
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._loop())
+        future: asyncio.Future = loop.create_future()
+        assert self._queue is not None
+        await self._queue.put(_Item(array, future))
+        return await future
+
+    def _run_chunked(self, array: np.ndarray) -> np.ndarray:
+        parts = [self.run(array[i : i + self.max_batch]) for i in range(0, len(array), self.max_batch)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            items, rows = [first], len(first.array)
+            deadline = time.monotonic() + self.max_delay_s
+            while rows < self.max_batch:
+                # Take what is already waiting without sleeping; then wait out the rest of the delay.
+                timeout = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self._queue.get(), timeout)
+                    )
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                if rows + len(item.array) > self.max_batch:
+                    await self._run(loop, items)  # keep each merged call within max_batch
+                    items, rows = [], 0
+                items.append(item)
+                rows += len(item.array)
+            await self._run(loop, items)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
+        live = [item for item in items if not item.future.cancelled()]
+        if not live:
+            return
+        merged = np.concatenate([item.array for item in live]) if len(live) > 1 else live[0].array
+        if self.on_batch:
+            self.on_batch(len(merged))
+        try:
+            output = await loop.run_in_executor(self._executor, self.run, merged)
+        except Exception as error:  # every waiting caller sees the error, none hangs
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        start = 0
+        for item in live:
+            stop = start + len(item.array)
+            if not item.future.done():
+                item.future.set_result(output[start:stop])
+            start = stop
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,34 @@
+"""`Annotated` dependencies: the routes ask for what they use, the app state holds it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.metrics import ApiMetrics
+from service.queue import JobQueue
+from service.registry import ModelRegistry
+from service.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def _metrics(request: Request) -> ApiMetrics:
+    return request.app.state.metrics
+
+
+def _queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
+MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]
+QueueDep = Annotated[JobQueue, Depends(_queue)]

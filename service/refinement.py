@@ -1,0 +1,45 @@
+"""DFI^opt in the service: IJCV eq. 2 with torch on the bundle's generator.safetensors.
+
+ONNX Runtime gives no gradients, so refinement runs where torch is installed: in the API when this process has
+torch (the local run and the worker image), always in the worker for metric jobs. The slim API image has no torch
+and answers refine_steps > 0 with a 400 naming that. `dfi_core.refinement` is the same code the training package
+evaluates with, so a refined latent here matches the offline DFI^opt for the same image and steps.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+
+import numpy as np
+
+from service.errors import APIError
+
+_lock = threading.Lock()  # torch uses all its threads per call; one refinement at a time keeps latency sane
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def require_torch() -> None:
+    if not torch_available():
+        raise APIError(
+            400,
+            "refine_steps > 0 needs torch in the API process; this API runs ONNX only "
+            "(install the `worker` extra, or send the images as a metric job)",
+            limit={"refine_steps": 0},
+        )
+
+
+def refine_latents(generator, x: np.ndarray, z0: np.ndarray, steps: int, threads: int | None = None) -> np.ndarray:  # noqa: ANN001
+    """x [N, C, H, W] float32 [-1, 1], z0 [N, |z|] → refined z [N, |z|] after `steps` Adam steps (eq. 2)."""
+    import torch
+
+    from dfi_core.refinement import refine
+
+    with _lock:
+        if threads:
+            torch.set_num_threads(threads)
+        z, _ = refine(generator, torch.from_numpy(x), torch.from_numpy(z0), steps=steps, method="adam")
+    return z.numpy().astype(np.float32)

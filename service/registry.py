@@ -1,0 +1,136 @@
+"""The loaded bundles: one `LoadedModel` per bundle, each graph behind a micro-batcher.
+
+Bundles are discovered under `Settings.models_dir` (each sub-folder with a manifest.json), verified
+(`dfi_core.bundle.load_bundle`) and opened with the configured ONNX Runtime providers. A bundle that fails to load
+is recorded with its reason — the service still starts and `/readyz` names what is degraded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dfi_core.bundle import Bundle, BundleError, load_bundle
+from dfi_core.onnx_graph import OnnxGraph
+from service.batching import MicroBatcher
+from service.metrics import ApiMetrics
+from service.settings import Settings
+
+log = logging.getLogger("service")
+SERVED_GRAPHS = ("invert", "generator", "classifier", "outpaint")
+
+
+@dataclass
+class LoadedModel:
+    bundle: Bundle
+    graphs: dict[str, OnnxGraph]
+    batchers: dict[str, MicroBatcher]
+    directions: dict[str, np.ndarray]
+    _generator_torch: object | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    def provider(self, graph: str) -> str:
+        return self.graphs[graph].provider
+
+    async def run(self, graph: str, array: np.ndarray) -> np.ndarray:
+        if graph not in self.batchers:
+            raise KeyError(graph)
+        return await self.batchers[graph](self.graphs[graph].validate(array))
+
+    def torch_generator(self):  # noqa: ANN201 - torch is optional here
+        """G rebuilt from generator.safetensors for refinement (lazy: torch only when first needed)."""
+        if self._generator_torch is None:
+            from dfi_core.refinement import load_refinement_generator
+
+            self._generator_torch = load_refinement_generator(self.bundle.path(self.bundle.manifest.refinement.file))
+        return self._generator_torch
+
+
+@dataclass
+class ModelRegistry:
+    models: dict[str, LoadedModel]
+    failed: dict[str, str]
+    default: str
+
+    def get(self, name: str | None) -> LoadedModel:
+        from service.errors import APIError
+
+        name = name or self.default
+        if name not in self.models:
+            # Names are matched against the loaded set only — never used as a path.
+            known = sorted(self.models)
+            raise APIError(404, f"unknown model {name[:80]!r}; loaded models: {known}", limit={"models": known})
+        return self.models[name]
+
+    async def close(self) -> None:
+        for model in self.models.values():
+            for batcher in model.batchers.values():
+                await batcher.close()
+
+
+def bundle_folders(models_dir: Path) -> list[Path]:
+    if not models_dir.is_dir():
+        return []
+    return sorted(p for p in models_dir.iterdir() if (p / "manifest.json").is_file())
+
+
+def load_model(folder: Path, settings: Settings, metrics: ApiMetrics) -> LoadedModel:
+    bundle = load_bundle(folder, verify=settings.verify_bundles)
+    graphs: dict[str, OnnxGraph] = {}
+    batchers: dict[str, MicroBatcher] = {}
+    for graph in SERVED_GRAPHS:
+        if graph not in bundle.manifest.graphs.entries():
+            continue
+        session = bundle.open_graph(graph, providers=settings.providers, intra_op_threads=settings.intra_op_threads)
+        graphs[graph] = session
+        metrics.provider.labels(bundle.name, graph, session.provider).set(1)
+        if session.provider != (session.requested_providers or ["?"])[0]:
+            log.warning("%s/%s: asked for %s, runs on %s", bundle.name, graph, session.requested_providers,
+                        session.provider)  # fmt: skip
+
+        def observe(rows: int, model: str = bundle.name, g: str = graph) -> None:
+            metrics.batch_size.labels(model, g).observe(rows)
+            metrics.inferences.labels(model, g).inc(rows)
+
+        batchers[graph] = MicroBatcher(
+            lambda array, s=session: s.session.run([s.output_name], {s.input_name: array})[0],
+            max_batch=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000,
+            enabled=settings.batching,
+            on_batch=observe,
+            name=f"{bundle.name}-{graph}",
+        )
+    directions = {
+        name: np.load(bundle.path(d.file), allow_pickle=False).astype(np.float32)
+        for name, d in bundle.manifest.directions.items()
+    }
+    for name, vector in directions.items():
+        if vector.shape != (bundle.manifest.latent.size,) or not np.isfinite(vector).all():
+            raise BundleError(f"bundle {bundle.name!r}: direction {name} has shape {vector.shape} or non-finite values")
+    return LoadedModel(bundle, graphs, batchers, directions)
+
+
+def load_registry(settings: Settings, metrics: ApiMetrics) -> ModelRegistry:
+    models: dict[str, LoadedModel] = {}
+    failed: dict[str, str] = {}
+    for folder in bundle_folders(settings.models_dir):
+        if settings.models is not None and folder.name not in settings.models:
+            continue
+        try:
+            model = load_model(folder, settings, metrics)
+        except (BundleError, OSError, ValueError) as error:
+            failed[folder.name] = str(error)
+            log.error("bundle %s not loaded: %s", folder, error)
+            continue
+        models[model.name] = model
+        log.info("bundle %s loaded: %s", model.name, {g: s.provider for g, s in model.graphs.items()})
+    for name in settings.models or []:
+        if name not in models and name not in failed:
+            failed[name] = f"no bundle folder {settings.models_dir / name}"
+    return ModelRegistry(models, failed, settings.default_model)

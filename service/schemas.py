@@ -1,0 +1,147 @@
+"""Request and response models (Base → Create/Request → Public, as the FastAPI template). Bounds that depend on
+settings (images per request, steps, strengths) are checked in the routes against `Settings` and answered with
+the limit; the static ones live here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dfi_core.bundle import DIRECTION_NAME_PATTERN
+
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Latent = list[float]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _finite_latents(latents: list[Latent] | None) -> list[Latent] | None:
+    for i, z in enumerate(latents or []):
+        if any(v != v or v in (float("inf"), float("-inf")) for v in z):
+            raise ValueError(f"latent {i} holds NaN or inf")
+    return latents
+
+
+class Timings(BaseModel):
+    decode_ms: float = 0.0
+    invert_ms: float = 0.0
+    refine_ms: float = 0.0
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class InvertRequest(_Request):
+    images: list[str] = Field(min_length=1, description="base64-encoded image files (PNG, JPEG, ...)")
+    model: str | None = Field(None, pattern=MODEL_NAME, description="bundle name (default: the service's)")
+    refine_steps: int = Field(0, ge=0, description="DFI^opt: Adam steps of eq. 2 after DFI (needs torch)")
+    return_reconstruction: bool = Field(True, description="include G(ẑ) as a base64 PNG")
+
+
+class InversionPublic(BaseModel):
+    latent: Latent
+    reconstruction_png: str | None = None
+    method: Literal["dfi", "dfi_opt"]
+
+
+class InvertResponse(BaseModel):
+    model: str
+    results: list[InversionPublic]
+    timings: Timings
+
+
+class DirectionStrength(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=DIRECTION_NAME_PATTERN)
+    strength: float = Field(1.0, allow_inf_nan=False)
+
+
+class EditRequest(_Request):
+    model: str | None = Field(None, pattern=MODEL_NAME)
+    latents: list[Latent] | None = Field(None, min_length=1, description="start latents (or give images)")
+    images: list[str] | None = Field(None, min_length=1, description="base64 images, inverted first")
+    directions: list[DirectionStrength] = Field(default=[], description="named vectors of the bundle")
+    vector: Latent | None = Field(None, description="an arbitrary direction added with `vector_strength`")
+    vector_strength: float = Field(1.0, allow_inf_nan=False)
+    interpolate_steps: int | None = Field(None, ge=2, description="interpolate the first two latents in n steps")
+    return_images: bool = True
+
+    @field_validator("latents")
+    @classmethod
+    def _finite(cls, v: list[Latent] | None) -> list[Latent] | None:
+        return _finite_latents(v)
+
+    @field_validator("vector")
+    @classmethod
+    def _finite_vector(cls, v: Latent | None) -> Latent | None:
+        _finite_latents([v] if v is not None else None)
+        return v
+
+
+class EditedPublic(BaseModel):
+    latent: Latent
+    image_png: str | None = None
+
+
+class EditResponse(BaseModel):
+    model: str
+    operation: Literal["directions", "interpolate"]
+    results: list[EditedPublic]
+
+
+class OutpaintRequest(_Request):
+    model: str | None = Field(None, pattern=MODEL_NAME)
+    patch: str = Field(description="base64 image of the centre patch")
+    samples: int = Field(4, ge=1)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class JobCreate(_Request):
+    model: str | None = Field(None, pattern=MODEL_NAME)
+    dataset: Literal["fashion-mnist", "emoji"] | None = Field(
+        None, description="score this data set's split (default: the bundle's own data set)"
+    )
+    split: Literal["test", "train"] = "test"
+    n: int = Field(1000, ge=1, description="score the first n images of the split (the papers' protocol)")
+    metrics: list[Literal["psnr", "ssim", "class_consistency", "latent_norm"]] = ["psnr", "ssim"]
+    refine_steps: int = Field(0, ge=0)
+    batch_size: int = Field(250, ge=1, le=4096)
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: str
+    progress: float
+    model: str | None = None
+    created: float | None = None
+    started: float | None = None
+    completed: float | None = None
+    attempts: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    request: dict[str, Any] = {}
+
+
+class DirectionPublic(BaseModel):
+    name: str
+    description: str
+    method: str
+    counts: dict[str, int]
+
+
+class ModelPublic(BaseModel):
+    name: str
+    dataset: str
+    image: dict[str, Any]
+    latent: dict[str, Any]
+    graphs: dict[str, str] = Field(description="graph → ONNX Runtime provider in use")
+    directions: list[DirectionPublic]
+    class_names: list[str]
+    outpaint: bool
+    refinement: bool = Field(description="refine_steps > 0 possible in this process (torch installed)")
+
+
+class ModelDetail(ModelPublic):
+    manifest: dict[str, Any]

@@ -1,0 +1,80 @@
+"""One pydantic-settings `Settings` for the API and the worker. Every field is an environment variable with the
+prefix `DFI_` (e.g. `DFI_MODELS_DIR`), except the two conventional ones, `PORT` and `REDIS_URL`, which are also
+read without a prefix. README.md lists them all (generated from this class: `python -m service --print-settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DFI_", extra="ignore", populate_by_name=True)
+
+    # Serving
+    host: str = Field("127.0.0.1", description="bind address of the API (0.0.0.0 in containers)")
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DFI_PORT"))
+    models_dir: Path = Field(Path("models"), description="folder of model bundles; each sub-folder is one bundle")
+    default_model: str = Field("fashion-mnist", description="bundle used when a request names none")
+    models: list[str] | None = Field(None, description="load only these bundles (default: every bundle found)")
+    verify_bundles: bool = Field(True, description="check every file's sha256 against the manifest at start-up")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # ONNX Runtime
+    providers: list[str] | None = Field(
+        None, description="execution providers in order (default: CUDA when this onnxruntime has it, then CPU)"
+    )
+    intra_op_threads: int | None = Field(None, ge=1, description="threads per ONNX operator (default: all cores)")
+
+    # Dynamic micro-batching (as Triton's dynamic batcher / Ray Serve's @serve.batch)
+    batching: bool = Field(True, description="merge concurrent requests into one graph call")
+    max_batch_size: int = Field(256, ge=1, le=65536, description="rows per merged graph call")
+    max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="how long a request waits for company")
+
+    # Refinement (DFI^opt, IJCV eq. 2) — needs torch in this process
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads for refinement")
+
+    # Limits (each answered by a 4xx naming the limit)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body")
+    max_images_per_request: int = Field(256, ge=1, description="images per /invert call")
+    max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest single encoded image")
+    max_image_pixels: int = Field(16_000_000, ge=64, description="width × height checked before decoding")
+    max_latents_per_request: int = Field(256, ge=1, description="latents per /edit or outpaint samples")
+    max_refine_steps: int = Field(200, ge=0, description="refinement steps per request")
+    max_interpolation_steps: int = Field(64, ge=2, description="frames of one interpolation")
+    max_strength: float = Field(10.0, gt=0, description="|strength| of one edit direction")
+    max_job_images: int = Field(10_000, ge=1, description="images one metric job may score")
+    max_job_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="largest uploaded job archive")
+
+    # Redis and jobs
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "DFI_REDIS_URL"),
+        description="Redis for the job queue; unset → `scripts/run.sh` starts an embedded one",
+    )
+    queue_name: str = "dfi-metrics"
+    job_timeout_s: int = Field(3600, ge=1, description="a job running longer is failed")
+    job_heartbeat_s: int = Field(30, ge=1, description="a job silent this long is swept and retried")
+    job_retries: int = Field(3, ge=1, description="attempts before a job is failed")
+    job_result_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long finished jobs are kept")
+    worker_sweep_s: int = Field(10, ge=1, description="how often a worker looks for stuck jobs")
+    worker_concurrency: int = Field(1, ge=1, description="jobs one worker runs at once")
+    worker_metrics_port: int = Field(9101, ge=0, le=65535, description="worker's Prometheus port (0: off)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.models is not None and self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not in models {self.models}")
+        if self.job_heartbeat_s >= self.job_timeout_s:
+            raise ValueError("job_heartbeat_s must be shorter than job_timeout_s")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
