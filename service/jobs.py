@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+from saq import Job
 
 from dfi_core.datasets import load_split
 from dfi_core.metrics import class_consistency, psnr, ssim, summarize
@@ -70,8 +73,34 @@ def score_chunk(model: LoadedModel, images: np.ndarray, labels: np.ndarray | Non
     return out
 
 
+@contextlib.asynccontextmanager
+async def heartbeat(job: Job, interval_s: float) -> AsyncIterator[None]:
+    """Touch the job every `interval_s` while the body runs. SAQ sweeps an active job whose last touch is older
+    than its heartbeat as dead; progress updates alone leave gaps (start-up, torch import, a long refinement
+    chunk) in which a live worker's job would be swept and re-run."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                await job.update()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def metric_job(ctx: dict[str, Any], **request: Any) -> dict[str, Any]:
     job = ctx["job"]
+    async with heartbeat(job, max(0.5, job.heartbeat / 3)):
+        return await _metric_job(ctx, job, request)
+
+
+async def _metric_job(ctx: dict[str, Any], job: Job, request: dict[str, Any]) -> dict[str, Any]:
     registry: ModelRegistry = ctx["registry"]
     metrics: WorkerMetrics = ctx["metrics"]
     started = time.monotonic()

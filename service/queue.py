@@ -38,11 +38,58 @@ def redacted(url: str | None) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+class SweepSafeRedisQueue(RedisQueue):
+    """SAQ's RedisQueue with one race closed (saq issues #124 and #277, open in 0.26): a worker's dequeue moves a
+    job id to the active list *before* it marks the job ACTIVE, and a sweep that reads the list in between takes
+    the still-QUEUED job for an orphan and aborts it — a fresh job lost at worker start-up. Here a non-ACTIVE job
+    found in the active list is re-read after `DEQUEUE_GRACE_S`, and swept only if it is still not ACTIVE."""
+
+    DEQUEUE_GRACE_S = 1.0
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        # SAQ's sweep (queue/redis.py) with the grace re-read; the same lock key keeps one sweeper at a time.
+        if not await self.redis.set(self._sweep, 1, ex=lock, nx=True):
+            return []
+        ids = await self.redis.lrange(self._active, 0, -1)
+        jobs = [self.deserialize(p) if p else None for p in (await self.redis.mget(ids) if ids else [])]
+        swept: list[str] = []
+        unsure = []
+        for job_id, job in zip(ids, jobs, strict=True):
+            if job is None:  # the id outlived its job: drop it, as SAQ does
+                await self.redis.lrem(self._active, 0, job_id)
+                await self.redis.zrem(self._incomplete, job_id)
+                swept.append(job_id.decode())
+            elif job.status not in (Status.ACTIVE, Status.ABORTING):
+                unsure.append(job)
+            elif job.stuck:
+                await self._sweep_job(job, abort)
+                swept.append(job.id)
+        if unsure:
+            await asyncio.sleep(self.DEQUEUE_GRACE_S)
+            for job in unsure:
+                fresh = await self.job(job.key)
+                still_active_list = job.id.encode() in await self.redis.lrange(self._active, 0, -1)
+                if fresh is not None and fresh.status not in (Status.ACTIVE, Status.ABORTING) and still_active_list:
+                    await self._sweep_job(fresh, abort)
+                    swept.append(fresh.id)
+        return swept
+
+    async def _sweep_job(self, job: Job, abort: float) -> None:
+        log.info("sweeping %s (status %s, last touched %s)", job.key, job.status.value, job.touched)
+        await self.abort(job, error=self.swept_error_message)
+        with contextlib.suppress(TimeoutError):
+            await job.refresh(abort)
+        if job.retryable:
+            await self.retry(job, error=self.swept_error_message)
+        else:
+            await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+
+
 def make_queue(settings: Settings) -> Queue:
     # Our own client so that a dead Redis fails within REDIS_TIMEOUT_S instead of hanging a request.
     client = aioredis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
                                socket_connect_timeout=REDIS_TIMEOUT_S)  # fmt: skip
-    return RedisQueue(client, name=settings.queue_name)
+    return SweepSafeRedisQueue(client, name=settings.queue_name)
 
 
 class JobQueue:
