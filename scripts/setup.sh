@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 [[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz || -n ${FASHION_MNIST_DIR:-} ]] || need_apt+=(dataset-fashion-mnist)
 command -v npm >/dev/null || need_apt+=(npm)
+[[ -x /usr/bin/redis-server ]] || need_apt+=(redis-server)  # Debian's: CI tests run against it
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: please run: sudo apt-get update && sudo apt-get install -y ${need_apt[*]}" >&2

