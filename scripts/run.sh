@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# The main job, until the inference service lands — a train + invert demo on Fashion-MNIST (~15 min on 2 CPU
-# cores): set up; train a DCGAN; train the classifier and score the GAN's samples (Fréchet distance in its
-# feature space); train a DFI connection network on the frozen GAN; invert 500 unseen test images with DFI and
-# DFI^opt (50 refinement steps) and report PSNR/SSIM with a grid. Results land in runs/demo/.
+# The main job: the DFI inference service on the shipped bundles (models/), default bundle fashion-mnist.
+#   set-up (scripts/setup.sh) → Redis (REDIS_URL if given, else an embedded redis-server with AOF in runs/redis)
+#   → one metric-job worker (python -m service.worker) → the API (python -m service) on http://127.0.0.1:${PORT:-8000}
+# Ctrl-C stops all three. Settings are environment variables: README.md lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-out=${OUT:-runs/demo}
-steps=${STEPS:-2000}
-ckpt=$out/fashion-mnist-dcgan/checkpoints/step-$(printf %06d "$steps").safetensors
-[[ -f $ckpt ]] || python3 -m training train gan --data fashion-mnist --loss dcgan --steps "$steps" --seed 0 \
-  --sample-every 500 --run-dir "$out/fashion-mnist-dcgan"
-[[ -f $out/fashion-mnist-classifier/classifier.safetensors ]] || python3 -m training train classifier \
-  --data fashion-mnist --steps "${CLASSIFIER_STEPS:-1500}" --run-dir "$out/fashion-mnist-classifier"
-python3 -m training evaluate samples --checkpoint "$ckpt" \
-  --classifier "$out/fashion-mnist-classifier/classifier.safetensors" --n 5000
-[[ -f $out/fashion-mnist-dcgan-dfi/inverter.safetensors ]] || python3 -m training train inverter --gan "$ckpt" \
-  --method dfi --taps actv7-0,last --pool-size 4 --steps "${INVERTER_STEPS:-3000}" --run-dir "$out/fashion-mnist-dcgan-dfi"
-python3 -m training evaluate reconstruction --inverter "$out/fashion-mnist-dcgan-dfi/inverter.safetensors" \
-  --n 500 --refine-steps 50
-echo "samples: $out/fashion-mnist-dcgan/samples/ — sample score: $out/fashion-mnist-dcgan/sample_fd.json"
-echo "inversion: $out/fashion-mnist-dcgan-dfi/reconstruction.png and reconstruction.json"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+mkdir -p runs
+if [[ -z ${REDIS_URL:-} ]]; then
+  redis_port=${DFI_EMBEDDED_REDIS_PORT:-6390}
+  python3 -m service.embedded_redis --port "$redis_port" --dir runs/redis > runs/redis.url &
+  pids+=($!)
+  for _ in $(seq 100); do [[ -s runs/redis.url ]] && break; sleep 0.1; done
+  [[ -s runs/redis.url ]] || { echo "run: the embedded redis-server did not start" >&2; exit 1; }
+  export REDIS_URL=$(cat runs/redis.url)
+  echo "run: embedded Redis at $REDIS_URL (data in runs/redis)"
+fi
+python3 -m service.worker &
+pids+=($!)
+python3 -m service

@@ -18,12 +18,12 @@ class Settings(BaseSettings):
 
     # Serving
     host: str = Field("127.0.0.1", description="bind address of the API (0.0.0.0 in containers)")
-    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DFI_PORT"))
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DFI_PORT"), description="API port")
     models_dir: Path = Field(Path("models"), description="folder of model bundles; each sub-folder is one bundle")
     default_model: str = Field("fashion-mnist", description="bundle used when a request names none")
     models: list[str] | None = Field(None, description="load only these bundles (default: every bundle found)")
     verify_bundles: bool = Field(True, description="check every file's sha256 against the manifest at start-up")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="API and worker log level")
 
     # ONNX Runtime
     providers: list[str] | None = Field(
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_latents_per_request: int = Field(256, ge=1, description="latents per /edit or outpaint samples")
     max_refine_steps: int = Field(200, ge=0, description="refinement steps per request")
     max_interpolation_steps: int = Field(64, ge=2, description="frames of one interpolation")
-    max_strength: float = Field(10.0, gt=0, description="|strength| of one edit direction")
+    max_strength: float = Field(10.0, gt=0, description="largest absolute strength of one edit direction")
     max_job_images: int = Field(10_000, ge=1, description="images one metric job may score")
     max_job_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="largest uploaded job archive")
 
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "DFI_REDIS_URL"),
         description="Redis for the job queue; unset → `scripts/run.sh` starts an embedded one",
     )
-    queue_name: str = "dfi-metrics"
+    queue_name: str = Field("dfi-metrics", description="SAQ queue (Redis key prefix) shared by API and workers")
     job_timeout_s: int = Field(3600, ge=1, description="a job running longer is failed")
     job_heartbeat_s: int = Field(30, ge=1, description="a job silent this long is swept and retried")
     job_retries: int = Field(3, ge=1, description="attempts before a job is failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import RegistryDep
+from service.deps import RegistryDep, SettingsDep
 from service.errors import APIError
 from service.schemas import OutpaintRequest
 
@@ -12,8 +12,11 @@ router = APIRouter(tags=["outpainting"])
 
 
 @router.post("/outpaint")
-async def outpaint(body: OutpaintRequest, registry: RegistryDep) -> dict:
+async def outpaint(body: OutpaintRequest, registry: RegistryDep, settings: SettingsDep) -> dict:
     model = registry.get(body.model)
+    if body.samples > settings.max_latents_per_request:
+        raise APIError(422, f"samples {body.samples} > max_latents_per_request",
+                       limit={"max_latents_per_request": settings.max_latents_per_request})  # fmt: skip
     with_graph = sorted(name for name, m in registry.models.items() if "outpaint" in m.graphs)
     if "outpaint" not in model.graphs:
         raise APIError(404, f"model {model.name} has no SCGAN outpaint graph; models with one: {with_graph}",
