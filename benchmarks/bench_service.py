@@ -4,9 +4,10 @@ Every ratio comes from one run of this script on one machine.
     python benchmarks/bench_service.py --out benchmarks/results/service_cpu.json [--duration 10]
 
 1. raw ONNX Runtime: images/s of invert + generator (what /invert runs per image) at batch 1, 8, 32, 256.
-2. the service over HTTP: /invert with one image per request, 1 / 8 / 32 concurrent clients, micro-batching on
-   and off: images/s, p50 and p99 latency. The API is `python -m service` in its own process; the load generator
-   (httpx, asyncio) runs in this one — on a 2-core machine both share the cores, so this is a lower bound.
+2. the service over HTTP: /invert with one image per request at 1 / 8 / 32 concurrent clients, and 8 clients
+   sending 16 images per request ("8x16"), micro-batching on and off: images/s, p50 and p99 request latency.
+   The API is `python -m service` in its own process; the load generator (httpx, asyncio) runs in this one —
+   on a 2-core machine both share the cores, so this is a lower bound.
 3. ONNX Runtime vs torch eager on the CPU for the same graphs (batch 1 and 256).
 4. DFI vs DFI^opt per image (one forward pass vs 50 Adam steps of eq. 2).
 """
@@ -129,7 +130,7 @@ def start_api(model: str, batching: bool) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("API did not start")
 
 
-async def load(url: str, payloads: list[str], clients: int, duration: float) -> dict:
+async def load(url: str, payloads: list[str], clients: int, duration: float, per_request: int = 1) -> dict:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + duration
@@ -138,7 +139,7 @@ async def load(url: str, payloads: list[str], clients: int, duration: float) -> 
         nonlocal errors
         k = i
         while time.perf_counter() < stop:
-            body = {"images": [payloads[k % len(payloads)]]}
+            body = {"images": [payloads[(k + j) % len(payloads)] for j in range(per_request)]}
             start = time.perf_counter()
             response = await http.post("/invert", json=body)
             latencies.append(time.perf_counter() - start)
@@ -152,9 +153,13 @@ async def load(url: str, payloads: list[str], clients: int, duration: float) -> 
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         elapsed = time.perf_counter() - start
     ordered = sorted(latencies)
-    return {"images_per_s": round(len(latencies) / elapsed, 1), "requests": len(latencies), "errors": errors,
-            "p50_ms": round(1000 * statistics.median(ordered), 2),
-            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2)}  # fmt: skip
+    return {
+        "images_per_s": round(per_request * len(latencies) / elapsed, 1),
+        "requests": len(latencies),
+        "errors": errors,
+        "p50_ms": round(1000 * statistics.median(ordered), 2),
+        "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+    }
 
 
 def service_load(model: str, images: np.ndarray, duration: float) -> dict:
@@ -164,7 +169,9 @@ def service_load(model: str, images: np.ndarray, duration: float) -> dict:
         process, url = start_api(model, batching)
         try:
             key = "batching_on" if batching else "batching_off"
-            out[key] = {str(c): asyncio.run(load(url, payloads, c, duration)) for c in (1, 8, 32)}
+            # "clients" or "clients x images per request"
+            levels = {"1": (1, 1), "8": (8, 1), "32": (32, 1), "8x16": (8, 16)}
+            out[key] = {name: asyncio.run(load(url, payloads, c, duration, n)) for name, (c, n) in levels.items()}
         finally:
             process.terminate()
             process.wait(30)

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     # Dynamic micro-batching (as Triton's dynamic batcher / Ray Serve's @serve.batch)
     batching: bool = Field(True, description="merge concurrent requests into one graph call")
     max_batch_size: int = Field(256, ge=1, le=65536, description="rows per merged graph call")
-    max_batch_delay_ms: float = Field(2.0, ge=0, le=1000, description="how long a request waits for company")
+    max_batch_delay_ms: float = Field(
+        0.0, ge=0, le=1000, description="extra wait for company (0: merge only what queues during a running call)"
+    )
 
     # Refinement (DFI^opt, IJCV eq. 2) — needs torch in this process
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads for refinement")
