@@ -4,8 +4,8 @@ As Triton's dynamic batcher and Ray Serve's `@serve.batch`: a merged call holds 
 runs one call at a time on its own thread (so the event loop never blocks), and requests that arrive while a call
 runs are merged into the next one. `max_delay` > 0 additionally holds a lone request that long for company —
 worth it only when a graph call costs far more than the wait (large models, GPUs); the default is 0, which adds
-no latency at low load and still merges under load. Written by hand because neither of those runs inside a FastAPI process without bringing its
-own server, and the logic is a queue plus a loop.
+no latency at low load and still merges under load. Written by hand because neither of those runs inside a
+FastAPI process without bringing its own server, and the logic is a queue plus a loop.
 """
 
 from __future__ import annotations

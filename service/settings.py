@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     max_job_images: int = Field(10_000, ge=1, description="images one metric job may score")
     max_job_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="largest uploaded job archive")
 
+    # Access (all off by default: a local research tool; turn on before exposing the port)
+    api_keys: list[str] = Field(
+        default=[], description="accepted keys (X-API-Key header or Authorization: Bearer); empty: no auth"
+    )
+    public_paths: list[str] = Field(
+        default=["/healthz", "/readyz", "/metrics"], description="paths that need no key (probes, scrapers)"
+    )
+    rate_limit: str | None = Field(
+        None, description="per key (or client IP without keys), `limits` syntax, e.g. '120/minute'; unset: off"
+    )
+    cors_origins: list[str] = Field(default=[], description="origins allowed by CORS; empty: CORS off")
+
     # Redis and jobs
     redis_url: str | None = Field(
         None,
@@ -72,6 +84,15 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.models is not None and self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in models {self.models}")
+        if any(len(key) < 16 for key in self.api_keys):
+            raise ValueError("api_keys must be at least 16 characters each")
+        if self.rate_limit is not None:
+            from limits import parse
+
+            try:
+                parse(self.rate_limit)
+            except ValueError as error:
+                raise ValueError(f"rate_limit {self.rate_limit!r}: {error}") from None
         if self.job_heartbeat_s >= self.job_timeout_s:
             raise ValueError("job_heartbeat_s must be shorter than job_timeout_s")
         return self

@@ -1,0 +1,73 @@
+"""API keys, per-key rate limits and CORS: all off by default, each one setting away.
+
+Keys are compared with `hmac.compare_digest` against every configured key (constant time in the key's content, so
+timing tells an attacker nothing about how much of a guess matched). No key → 401 with `WWW-Authenticate`; a key
+that matches none → 403. Keys never reach logs or metrics: a request is identified by `key#<index>`.
+Rate limits use the `limits` library (moving window, in memory — per API process; several replicas would share a
+Redis storage instead) and answer 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from service.errors import error_body
+from service.settings import Settings
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def match_key(candidate: str, keys: list[str]) -> int | None:
+    """Index of the matching key; every key is compared (no early exit) so the time does not depend on which."""
+    found = None
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(candidate.encode(), key.encode()):
+            found = index
+    return found
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    limiter = MovingWindowRateLimiter(MemoryStorage()) if settings.rate_limit else None
+    rate = parse(settings.rate_limit) if settings.rate_limit else None
+
+    @app.middleware("http")
+    async def access(request: Request, call_next):  # noqa: ANN001, ANN202
+        if request.url.path in settings.public_paths or request.method == "OPTIONS":
+            return await call_next(request)
+        identity = f"ip:{request.client.host if request.client else 'unknown'}"
+        if settings.api_keys:
+            key = presented_key(request)
+            if key is None:
+                return JSONResponse(error_body(request, "missing API key: send X-API-Key or Authorization: Bearer"),
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            index = match_key(key, settings.api_keys)
+            if index is None:
+                return JSONResponse(error_body(request, "API key not accepted"), status_code=403)
+            identity = f"key#{index}"
+        request.state.identity = identity
+        if limiter is not None and rate is not None and not limiter.hit(rate, identity):
+            reset, _ = limiter.get_window_stats(rate, identity)
+            retry = max(1, math.ceil(reset - time.time()))
+            return JSONResponse(error_body(request, f"rate limit exceeded for {identity}", {"rate_limit": str(rate)}),
+                                status_code=429, headers={"Retry-After": str(retry)})  # fmt: skip
+        return await call_next(request)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "Location"])  # fmt: skip
