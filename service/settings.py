@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     max_interpolation_steps: int = Field(64, ge=2, description="frames of one interpolation")
     max_strength: float = Field(10.0, gt=0, description="largest absolute strength of one edit direction")
     max_job_images: int = Field(10_000, ge=1, description="images one metric job may score")
-    max_job_upload_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="largest uploaded job archive")
+    max_job_upload_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest uploaded job archive (≤ max_body_bytes)"
+    )
 
     # Access (all off by default: a local research tool; turn on before exposing the port)
     api_keys: list[str] = Field(
@@ -84,6 +86,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.models is not None and self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in models {self.models}")
+        if self.max_job_upload_bytes > self.max_body_bytes:
+            raise ValueError("max_job_upload_bytes must not exceed max_body_bytes (the body limit applies first)")
         if any(len(key) < 16 for key in self.api_keys):
             raise ValueError("api_keys must be at least 16 characters each")
         if self.rate_limit is not None:

@@ -68,3 +68,8 @@ def test_cors_is_off_by_default_and_on_when_configured(redis_url: str) -> None:
     with TestClient(create_app(make_settings(redis_url, cors_origins=["https://example.org"]))) as cors:
         response = cors.options("/invert", headers=preflight)
         assert response.headers["access-control-allow-origin"] == "https://example.org"
+
+
+def test_upload_limit_cannot_exceed_the_body_limit() -> None:
+    with pytest.raises(ValidationError, match="max_job_upload_bytes"):
+        make_settings(None, max_body_bytes=2048, max_job_upload_bytes=4096)
