@@ -77,7 +77,8 @@ async def create_job(body: JobCreate, registry: RegistryDep, queue: QueueDep, se
 def _read_archive(data: bytes, model: LoadedModel, settings: Settings) -> np.ndarray:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        members = sorted(i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX"))
+        members = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX")]
+        members.sort(key=lambda info: info.filename)
     except zipfile.BadZipFile:
         raise APIError(415, "archive: not a zip file") from None
     if not members:

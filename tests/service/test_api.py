@@ -182,3 +182,27 @@ def test_redis_down_job_routes_503_and_inference_keeps_serving(fashion_test) -> 
         assert ready.status_code == 200 and any("unreachable" in d for d in ready.json()["degraded"])
         assert offline.post("/invert", json={"images": [png_b64(fashion_test.images[0])]}).status_code == 200
         assert "dfi_redis_up 0.0" in offline.get("/metrics").text
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_upload_job_accepts_a_zip_and_refuses_bombs_and_non_zips(client: TestClient, fashion_test) -> None:
+    archive = _zip({f"img{i}.png": png_bytes(fashion_test.images[i]) for i in range(3)})
+    accepted = client.post("/jobs/upload", files={"archive": ("a.zip", archive, "application/zip")},
+                           data={"metrics": "psnr,ssim"})  # fmt: skip
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["request"]["n"] == 3 and "images_npz" not in accepted.json()["request"]
+    bomb = _zip({"big.png": b"\0" * (9 * 1024 * 1024)})  # inflates past max_image_bytes (8 MiB), tiny compressed
+    refused = client.post("/jobs/upload", files={"archive": ("b.zip", bomb, "application/zip")})
+    assert refused.status_code == 413 and refused.json()["error"]["limit"] == {"max_image_bytes": 8 * 1024 * 1024}
+    not_zip = client.post("/jobs/upload", files={"archive": ("c.zip", b"not a zip", "application/zip")})
+    assert not_zip.status_code == 415
