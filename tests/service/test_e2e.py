@@ -143,3 +143,27 @@ def test_a_job_can_be_cancelled(http: httpx.Client, e2e_settings, start_worker) 
     final = wait_for_job(http.get, job_id, timeout=60, until=("aborted", "complete", "failed"))
     assert final["status"] == "aborted" and final["progress"] < 1
     assert http.delete(f"/jobs/{job_id}").status_code == 409
+
+
+def test_an_uploaded_archive_is_scored_like_the_same_images_from_the_data_set(
+    http: httpx.Client, e2e_settings, start_worker, fashion_test
+) -> None:
+    import io
+    import zipfile
+
+    from tests.service.conftest import png_bytes
+
+    start_worker(e2e_settings)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(40):
+            archive.writestr(f"{i:03d}.png", png_bytes(fashion_test.images[i]))
+    uploaded = http.post("/jobs/upload", files={"archive": ("x.zip", buffer.getvalue(), "application/zip")},
+                         data={"metrics": "psnr,ssim,class_consistency"})  # fmt: skip
+    from_split = http.post("/jobs", json={"n": 40, "metrics": ["psnr", "ssim"]})
+    a = wait_for_job(http.get, uploaded.json()["id"])
+    b = wait_for_job(http.get, from_split.json()["id"])
+    assert a["status"] == b["status"] == "complete"
+    # PNG round trip of 8-bit images is lossless, so the two jobs score identical pixels.
+    assert a["result"]["metrics"]["psnr"]["mean"] == pytest.approx(b["result"]["metrics"]["psnr"]["mean"], abs=1e-9)
+    assert a["result"]["unavailable"] == {"class_consistency": "uploaded images carry no labels"}
