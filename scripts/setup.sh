@@ -10,6 +10,8 @@ need_apt=()
 [[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz || -n ${FASHION_MNIST_DIR:-} ]] || need_apt+=(dataset-fashion-mnist)
 command -v npm >/dev/null || need_apt+=(npm)
 [[ -x /usr/bin/redis-server ]] || need_apt+=(redis-server)  # Debian's: CI tests run against it
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)               # browser test of the page (tests/service/test_page.py)
+[[ -x /usr/bin/chromedriver ]] || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: please run: sudo apt-get update && sudo apt-get install -y ${need_apt[*]}" >&2

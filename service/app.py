@@ -21,7 +21,7 @@ from service import errors, security
 from service.metrics import ApiMetrics
 from service.queue import JobQueue
 from service.registry import load_registry
-from service.routers import edit, health, invert, jobs, models, outpaint
+from service.routers import edit, health, invert, jobs, models, outpaint, page
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
@@ -106,5 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (invert.router, edit.router, outpaint.router, jobs.router, models.router, health.router):
         app.include_router(router)
+    app.include_router(page.router)  # GET / : the web page (service/static/)
+    page.mount_static(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -47,7 +47,10 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.middleware("http")
     async def access(request: Request, call_next):  # noqa: ANN001, ANN202
-        if request.url.path in settings.public_paths or request.method == "OPTIONS":
+        path = request.url.path
+        # The page and its static files hold no data and a browser cannot send a key when it loads them; the page's
+        # own API calls carry the key the user pastes in.
+        if path in settings.public_paths or path == "/" or path.startswith("/static/") or request.method == "OPTIONS":
             return await call_next(request)
         identity = f"ip:{request.client.host if request.client else 'unknown'}"
         if settings.api_keys:

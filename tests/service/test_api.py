@@ -71,7 +71,7 @@ def test_too_many_images_names_the_limit(redis_url: str, fashion_test) -> None:
 
 
 def test_body_over_the_limit_is_413_before_it_is_read(redis_url: str) -> None:
-    with TestClient(create_app(make_settings(redis_url, max_body_bytes=4096))) as small:
+    with TestClient(create_app(make_settings(redis_url, max_body_bytes=4096, max_job_upload_bytes=2048))) as small:
         body = b"{" + b" " * 10_000 + b"}"
         response = small.post("/invert", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["error"]["limit"] == {"max_body_bytes": 4096}

@@ -73,3 +73,9 @@ def test_cors_is_off_by_default_and_on_when_configured(redis_url: str) -> None:
 def test_upload_limit_cannot_exceed_the_body_limit() -> None:
     with pytest.raises(ValidationError, match="max_job_upload_bytes"):
         make_settings(None, max_body_bytes=2048, max_job_upload_bytes=4096)
+
+
+def test_the_page_loads_without_a_key_but_its_api_calls_need_one(keyed: TestClient) -> None:
+    assert keyed.get("/").status_code == 200
+    assert keyed.get("/static/app.js").status_code == 200
+    assert keyed.post("/invert", json={"images": ["aGk="]}).status_code == 401
