@@ -20,7 +20,7 @@ import numpy as np
 from saq import Job
 
 from dfi_core.datasets import load_split
-from dfi_core.metrics import class_consistency, psnr, ssim, summarize
+from dfi_core.metrics import class_consistency, ms_ssim, psnr, ssim, summarize
 from dfi_core.preprocessing import to_model_range
 from service.metrics import WorkerMetrics
 from service.registry import LoadedModel, ModelRegistry
@@ -66,6 +66,8 @@ def score_chunk(model: LoadedModel, images: np.ndarray, labels: np.ndarray | Non
             out[metric] = psnr(recon, x)
         elif metric == "ssim":
             out[metric] = ssim(recon, x)
+        elif metric == "ms_ssim":
+            out[metric] = ms_ssim(recon, x)
         elif metric == "class_consistency" and labels is not None:
             out[metric] = class_consistency(model.graphs["classifier"](recon), labels)
         elif metric == "latent_norm":

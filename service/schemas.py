@@ -105,7 +105,7 @@ class JobCreate(_Request):
     )
     split: Literal["test", "train"] = "test"
     n: int = Field(1000, ge=1, description="score the first n images of the split (the papers' protocol)")
-    metrics: list[Literal["psnr", "ssim", "class_consistency", "latent_norm"]] = ["psnr", "ssim"]
+    metrics: list[Literal["psnr", "ssim", "ms_ssim", "class_consistency", "latent_norm"]] = ["psnr", "ssim"]
     refine_steps: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1, le=4096)
 

@@ -1,0 +1,37 @@
+"""`python -m training eval`: the metric table of a shipped bundle (training/eval_bundle.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def eval_command(
+    bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/fashion-mnist")],
+    methods: Annotated[str, typer.Option(help="comma-separated: dfi, dfi_opt, opt")] = "dfi,dfi_opt",
+    n: Annotated[int, typer.Option(help="unseen test images per repeat")] = 1000,
+    repeats: Annotated[int, typer.Option(help="disjoint blocks of n test images")] = 5,
+    refine_steps: int = 50,
+    classifier: Annotated[Path | None, typer.Option(help="classifier checkpoint: adds the domain FD")] = None,
+    out: Annotated[Path, typer.Option(help="folder for <bundle>.json/.md/.png")] = Path("docs/results/bundles"),
+    threads: int | None = None,
+) -> None:
+    """PSNR / SSIM / MS-SSIM / class-consistency (/ FD) of a bundle's methods, mean ± std over repeats."""
+    import torch
+
+    from training.eval_bundle import evaluate_bundle, write_report
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        result = evaluate_bundle(bundle, [m.strip() for m in methods.split(",") if m.strip()], n, repeats,
+                                 refine_steps, classifier)  # fmt: skip
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    paths = write_report(result, out)
+    typer.echo(paths[1].read_text())
+    typer.echo(json.dumps({"written": [str(p) for p in paths]}))
