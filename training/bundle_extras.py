@@ -1,14 +1,27 @@
 """Add the optional parts of a bundle to an existing one: the data set's classifier graph and named directions.
 
     python -m training export classifier --bundle models/fashion-mnist --classifier CLS/classifier.safetensors
-    python -m training export directions --bundle models/fashion-mnist
+    python -m training export directions --bundle models/fashion-mnist --kinds eq9,svm,pca,sefa
 
 Both rewrite manifest.json (sha256 of every file) and record their command in `training.commands`.
 
-Directions are IJCV eq. 9: the mean inferred latent ẑ = invert(x) of images with an attribute minus the mean of
-images without it, computed per group (e.g. per skin tone for man → woman) and averaged over the groups, so that
-what differs between groups cancels and the vector isolates the attribute. The latents come from the bundle's own
-`invert.onnx` (ONNX Runtime), exactly what the service will infer for a user's image.
+Four kinds of directions (the manifest's `method` says which; names are `<recipe>`, `svm_<recipe>`, `pca_<i>`,
+`sefa_<i>`):
+
+- eq9: IJCV eq. 9: the mean inferred latent ẑ = invert(x) of images with an attribute minus the mean of images
+  without it, computed per group (e.g. per skin tone for man → woman) and averaged over the groups, so that what
+  differs between groups cancels and the vector isolates the attribute.
+- svm: InterFaceGAN (Shen et al. 2020): the unit normal of a linear SVM separating ẑ of the same two sets
+  (scikit-learn's LinearSVC when installed, else the same L2-regularised squared-hinge objective minimised with
+  scipy's L-BFGS), scaled to the norm of the matching eq. 9 vector so that strength 1 moves as far.
+- pca: GANSpace-style (Härkönen et al. 2020): the top principal components of the train split's ẑ.
+- sefa: SeFa (Shen & Zhou 2021): the top eigenvectors of AᵀA, A = G's first layer (`project.0`, z → 4·4·C or
+  7·7·C) with the eval-mode BatchNorm scale that follows it folded in (diag(γ/√(σ²+ε))·A: the layer G applies).
+  pca and sefa vectors are unit vectors scaled to the mean norm of the data set's eq. 9 vectors; their sign is
+  fixed so that the largest coordinate is positive (the sign of an eigenvector is arbitrary).
+
+The latents come from the bundle's own `invert.onnx` (ONNX Runtime), exactly what the service will infer for a
+user's image.
 """
 
 from __future__ import annotations
@@ -31,9 +44,16 @@ from training.export import export_graph
 CLASSIFIER_PARITY_TOLERANCE = 1e-4  # the same bound as every other shipped graph
 
 
-def _add_command(values: dict[str, Any], command: str | None) -> None:
+DIRECTION_KINDS = ("eq9", "svm", "pca", "sefa")
+UNSUPERVISED_PREFIXES = ("pca_", "sefa_")
+SVM_C = 1.0
+
+
+def _add_command(values: dict[str, Any], command: str | None, replaces: str | None = None) -> None:
+    """Record `command`; drop an identical earlier one, and every earlier one starting with `replaces`."""
     if command:
-        values["training"]["commands"] = [c for c in values["training"]["commands"] if c != command] + [command]
+        kept = [c for c in values["training"]["commands"] if c != command and not (replaces and c.startswith(replaces))]
+        values["training"]["commands"] = kept + [command]
 
 
 def add_classifier(bundle_dir: Path, classifier_checkpoint: Path, command: str | None = None) -> Bundle:
@@ -140,40 +160,201 @@ def _rows(data: ImageSplit) -> list[dict[str, Any]]:
             for i, label in enumerate(data.labels.tolist())]  # fmt: skip
 
 
-def infer_latents(bundle: Bundle, images: np.ndarray, batch: int = 500) -> np.ndarray:
+def infer_latents(bundle: Bundle, images: np.ndarray, batch: int = 500, threads: int | None = None) -> np.ndarray:
     """ẑ for [N, H, W, C] uint8 images through the bundle's invert.onnx."""
-    graph = bundle.open_graph("invert", providers=["CPUExecutionProvider"])
+    graph = bundle.open_graph("invert", providers=["CPUExecutionProvider"], intra_op_threads=threads)
     out = [graph(to_model_range(images[i : i + batch]))
            for i in tqdm(range(0, len(images), batch), desc="invert", unit="batch", leave=False)]  # fmt: skip
     return np.concatenate(out)
 
 
-def add_directions(bundle_dir: Path, command: str | None = None) -> tuple[Bundle, dict[str, dict[str, int]]]:
-    """Compute the data set's named directions on its train split and store them in the bundle."""
+def direction_specs(dataset: str) -> list[DirectionSpec]:
+    if dataset == "fashion-mnist":
+        return fashion_mnist_directions()
+    if dataset == "emoji":
+        return emoji_directions()
+    raise ValueError(f"no direction recipe for data set {dataset!r}")
+
+
+def load_direction_data(dataset: str, split: str = "train") -> ImageSplit:
+    if dataset == "fashion-mnist":
+        return load_fashion_mnist(split)
+    if dataset == "emoji":
+        return load_emoji(split, attribute_keys=("gender", "skin_tone", "hair", "subcategory"))
+    raise ValueError(f"no direction recipe for data set {dataset!r}")
+
+
+def spec_sides(rows: list[dict[str, Any]], spec: DirectionSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the rows with the attribute and of those without it (no grouping)."""
+    with_ = np.array([i for i, r in enumerate(rows) if spec.with_(r)], dtype=np.int64)
+    without = np.array([i for i, r in enumerate(rows) if not spec.with_(r) and spec.without(r)], dtype=np.int64)
+    return with_, without
+
+
+def _fix_sign(vectors: np.ndarray) -> np.ndarray:
+    """Each row multiplied by ±1 so that its largest-magnitude coordinate is positive (deterministic sign)."""
+    rows = np.arange(len(vectors))
+    return vectors * np.sign(vectors[rows, np.abs(vectors).argmax(1)])[:, None]
+
+
+def svm_direction(x_with: np.ndarray, x_without: np.ndarray, c: float = SVM_C) -> tuple[np.ndarray, str, float]:
+    """InterFaceGAN: unit normal w/‖w‖ of a linear SVM with the attribute (+1) vs without (−1), classes balanced.
+
+    Returns (unit normal pointing to the attribute side, the solver used, training accuracy).
+    """
+    x = np.concatenate([x_with, x_without]).astype(np.float64)
+    y = np.concatenate([np.ones(len(x_with)), -np.ones(len(x_without))])
+    try:
+        import sklearn
+        from sklearn.svm import LinearSVC
+    except ImportError:
+        w, b = _squared_hinge_svm(x, y, c)
+        solver = f"L2-regularised squared-hinge linear SVM (LinearSVC's objective, C={c:g}) by scipy L-BFGS"
+    else:
+        model = LinearSVC(C=c, class_weight="balanced", max_iter=20_000, random_state=0).fit(x, y)
+        w, b = model.coef_[0].astype(np.float64), float(model.intercept_[0])
+        solver = f"scikit-learn {sklearn.__version__} LinearSVC(C={c:g}, class_weight=balanced)"
+    accuracy = float(np.mean(np.sign(x @ w + b) == y))
+    return (w / np.linalg.norm(w)).astype(np.float32), solver, accuracy
+
+
+def _squared_hinge_svm(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """min_w,b ½‖w‖² + C Σ s_i max(0, 1 − y_i(w·x_i + b))², s_i = balanced class weights (b not penalised)."""
+    from scipy.optimize import minimize
+
+    weights = np.where(y > 0, len(y) / (2 * (y > 0).sum()), len(y) / (2 * (y < 0).sum()))
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:-1], theta[-1]
+        slack = np.maximum(0.0, 1.0 - y * (x @ w + b))
+        value = 0.5 * w @ w + c * np.sum(weights * slack**2)
+        coef = -2.0 * c * weights * slack * y
+        return value, np.concatenate([w + x.T @ coef, [coef.sum()]])
+
+    result = minimize(objective, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 5_000, "gtol": 1e-8})  # fmt: skip
+    return result.x[:-1], float(result.x[-1])
+
+
+def pca_directions(latents: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """GANSpace-style: the top-k principal axes of the latents, [k, |z|] orthonormal, and their variance ratios."""
+    centered = latents.astype(np.float64) - latents.mean(0)
+    _, singular, vt = np.linalg.svd(centered, full_matrices=False)
+    ratio = singular**2 / np.sum(singular**2)
+    return _fix_sign(vt[:k]), ratio[:k]
+
+
+def sefa_directions(weight: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """SeFa: the top-k eigenvectors of AᵀA for a first-layer weight A [out, |z|]: [k, |z|] orthonormal + eigenvalues."""
+    a = weight.astype(np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(a.T @ a)
+    order = np.argsort(eigenvalues)[::-1][:k]
+    return _fix_sign(eigenvectors[:, order].T), eigenvalues[order]
+
+
+def generator_first_layer(bundle: Bundle, fold_batchnorm: bool = True) -> np.ndarray:
+    """A = G's `project.0` Linear weight [out, |z|] from generator.safetensors, its eval BatchNorm scale folded in."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(bundle.path(bundle.manifest.refinement.file)))
+    if "project.0.weight" not in tensors:
+        raise ValueError(f"bundle {bundle.name!r}: the generator has no `project` layer (an image DCGAN G is needed)")
+    weight = tensors["project.0.weight"].astype(np.float64)
+    if fold_batchnorm and "project.1.weight" in tensors:
+        scale = tensors["project.1.weight"] / np.sqrt(tensors["project.1.running_var"].astype(np.float64) + 1e-5)
+        weight = scale[:, None] * weight
+    return weight
+
+
+def _store(folder: Path, values: dict[str, Any], name: str, vector: np.ndarray, description: str, method: str,
+           counts: dict[str, int]) -> None:  # fmt: skip
+    np.save(folder / f"{name}.npy", vector.astype(np.float32))
+    values["directions"][name] = {"file": f"directions/{name}.npy", "description": description, "method": method,
+                                  "counts": counts}  # fmt: skip
+
+
+def _check_kinds(kinds: tuple[str, ...]) -> None:
+    if not kinds or set(kinds) - set(DIRECTION_KINDS):
+        raise ValueError(f"direction kinds must be among {DIRECTION_KINDS}, got {kinds}")
+
+
+def add_directions(
+    bundle_dir: Path,
+    command: str | None = None,
+    kinds: tuple[str, ...] = DIRECTION_KINDS,
+    n_components: int = 5,
+    threads: int | None = None,
+) -> tuple[Bundle, dict[str, dict[str, Any]]]:
+    """Compute the data set's named directions on its train split and store them in the bundle (replacing all).
+
+    kinds: any of eq9, svm, pca, sefa. Returns the bundle and, per direction, its counts (and SVM accuracy).
+    """
+    _check_kinds(kinds)
     bundle = load_bundle(bundle_dir)
     dataset = bundle.manifest.dataset.name
-    if dataset == "fashion-mnist":
-        data, specs = load_fashion_mnist("train"), fashion_mnist_directions()
-    elif dataset == "emoji":
-        data = load_emoji("train", attribute_keys=("gender", "skin_tone", "hair", "subcategory"))
-        specs = emoji_directions()
-    else:
-        raise ValueError(f"no direction recipe for data set {dataset!r}")
-    latents = infer_latents(bundle, data.images)
-    rows = _rows(data)
+    specs = direction_specs(dataset)
+    data = load_direction_data(dataset)
+    latents = infer_latents(bundle, data.images, threads=threads)
+    return store_directions(bundle, latents, _rows(data), specs, kinds, n_components, command)
+
+
+def store_directions(
+    bundle: Bundle,
+    latents: np.ndarray,
+    rows: list[dict[str, Any]],
+    specs: list[DirectionSpec],
+    kinds: tuple[str, ...] = DIRECTION_KINDS,
+    n_components: int = 5,
+    command: str | None = None,
+) -> tuple[Bundle, dict[str, dict[str, Any]]]:
+    """Compute the directions of `kinds` from latents [N, |z|] and their label rows; replace the bundle's set."""
+    _check_kinds(kinds)
+    bundle_dir = bundle.folder
     values = bundle.manifest.model_dump(mode="json")
     values["directions"] = {}
     folder = bundle_dir / "directions"
     folder.mkdir(exist_ok=True)
     for old in folder.glob("*.npy"):
         old.unlink()
-    summary = {}
-    for spec in specs:
-        vector, counts = grouped_direction(latents, rows, spec)
-        np.save(folder / f"{spec.name}.npy", vector)
-        values["directions"][spec.name] = {"file": f"directions/{spec.name}.npy", "description": spec.description,
-                                           "method": "IJCV eq. 9 (grouped mean ẑ difference, train split)",
-                                           "counts": counts}  # fmt: skip
-        summary[spec.name] = counts
-    _add_command(values, command)
+    summary: dict[str, dict[str, Any]] = {}
+    eq9 = {spec.name: grouped_direction(latents, rows, spec) for spec in specs}
+    mean_norm = float(np.mean([np.linalg.norm(v) for v, _ in eq9.values()]))
+    if "eq9" in kinds:
+        for spec in specs:
+            vector, counts = eq9[spec.name]
+            _store(folder, values, spec.name, vector, spec.description,
+                   "IJCV eq. 9 (grouped mean ẑ difference, train split)", counts)  # fmt: skip
+            summary[spec.name] = counts
+    if "svm" in kinds:
+        for spec in specs:
+            with_, without = spec_sides(rows, spec)
+            unit, solver, accuracy = svm_direction(latents[with_], latents[without])
+            norm = float(np.linalg.norm(eq9[spec.name][0]))
+            name = f"svm_{spec.name}"
+            counts = {"with": len(with_), "without": len(without)}
+            description = (f"linear-SVM counterpart of '{spec.name}' (the same two sets, no grouping): unit normal "
+                           f"of the hyperplane separating their ẑ (train accuracy {accuracy:.3f}), scaled to the norm "
+                           f"of eq. 9 '{spec.name}' ({norm:.3f})")  # fmt: skip
+            _store(folder, values, name, unit * norm, description,
+                   f"linear SVM normal (InterFaceGAN; {solver}), train split", counts)  # fmt: skip
+            summary[name] = {**counts, "train_accuracy": round(accuracy, 4)}
+    if "pca" in kinds:
+        components, ratio = pca_directions(latents, n_components)
+        for i, (unit, r) in enumerate(zip(components, ratio, strict=True)):
+            counts = {"latents": len(latents), "component": i}
+            _store(folder, values, f"pca_{i}", unit * mean_norm, f"principal component {i} of the train split's ẑ "
+                   f"({100 * r:.1f} % of the variance); unit vector scaled to the mean eq. 9 norm ({mean_norm:.3f})",
+                   "PCA of inferred latents (GANSpace-style, unsupervised), train split", counts)  # fmt: skip
+            summary[f"pca_{i}"] = {**counts, "variance_ratio": round(float(r), 4)}
+    if "sefa" in kinds:
+        weight = generator_first_layer(bundle)
+        components, eigenvalues = sefa_directions(weight, n_components)
+        for i, (unit, e) in enumerate(zip(components, eigenvalues, strict=True)):
+            counts = {"component": i, "weight_rows": int(weight.shape[0])}
+            _store(folder, values, f"sefa_{i}", unit * mean_norm, f"eigenvector {i} of AᵀA (eigenvalue {e:.3g}), A = "
+                   "G's first Linear layer with its BatchNorm scale folded in; unit vector scaled to the mean eq. 9 "
+                   f"norm ({mean_norm:.3f})", "SeFa (closed-form factorisation of G's first layer, unsupervised)",
+                   counts)  # fmt: skip
+            summary[f"sefa_{i}"] = {**counts, "eigenvalue": round(float(e), 4)}
+    _add_command(values, command, replaces="python -m training export directions")
     return Bundle(bundle_dir, write_manifest(bundle_dir, values)), summary

@@ -7,6 +7,8 @@ python -m training train gan --data fashion-mnist --loss wgan-gp --steps 4000 --
 python -m training train gan --resume runs/00003-.../checkpoints/step-002000.safetensors
 python -m training train classifier --data fashion-mnist --steps 3000
 python -m training evaluate samples --checkpoint ... --classifier ... --n 10000
+python -m training train attributes --run-dir runs/attributes/emoji          (cli_editing.py)
+python -m training evaluate edits --bundle models/emoji --attributes runs/attributes/emoji/attributes.safetensors
 """
 
 from __future__ import annotations
@@ -334,12 +336,19 @@ def export_classifier_command(
 def export_directions_command(
     ctx: typer.Context,
     bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/emoji")],
+    kinds: Annotated[str, typer.Option(help="comma-separated: eq9 (IJCV), svm (InterFaceGAN), pca, sefa")] = (
+        "eq9,svm,pca,sefa"
+    ),
+    components: Annotated[int, typer.Option(help="pca / sefa directions stored (top-k)")] = 5,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime CPU threads")] = 1,
 ) -> None:
-    """Compute the data set's named editing directions (IJCV eq. 9) with the bundle's invert graph and store them."""
+    """Compute the data set's named editing directions with the bundle's invert graph and store them."""
     from training.bundle_extras import add_directions
 
     try:
-        result, summary = add_directions(bundle, command=_command_line(ctx))
+        chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+        result, summary = add_directions(bundle, command=_command_line(ctx), kinds=chosen, n_components=components,
+                                         threads=threads)  # fmt: skip
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     for name, counts in summary.items():
@@ -349,9 +358,16 @@ def export_directions_command(
 
 def _register_dfi_commands() -> None:
     from training.cli_dfi import reconstruct_command, train_inverter_command
+    from training.cli_editing import evaluate_edits_command, train_attributes_command
 
     train_app.command("inverter")(train_inverter_command)
     evaluate_app.command("reconstruction")(reconstruct_command)
+    train_app.command("attributes")(train_attributes_command)
+    evaluate_app.command("edits")(evaluate_edits_command)
 
 
 _register_dfi_commands()
+
+from training.cli_eval import eval_command  # noqa: E402  (the top-level `eval` command)
+
+app.command("eval")(eval_command)

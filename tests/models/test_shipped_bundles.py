@@ -38,7 +38,12 @@ def test_shipped_bundle_carries_its_classifier_and_directions(folder: Path) -> N
         vector = np.load(bundle.path(direction.file), allow_pickle=False)
         assert vector.shape == (manifest.latent.size,) and vector.dtype == np.float32, name
         assert np.isfinite(vector).all() and np.linalg.norm(vector) > 0.1, name
-        assert direction.counts["with"] > 0 and direction.counts["without"] > 0
+        if name.startswith(("pca_", "sefa_")):  # unsupervised: no labelled sets, the component index instead
+            assert direction.counts["component"] >= 0 and ("PCA" in direction.method or "SeFa" in direction.method)
+        else:
+            assert direction.counts["with"] > 0 and direction.counts["without"] > 0
+    for prefix in ("svm_", "pca_", "sefa_"):  # the editing issue's comparison ships with every bundle
+        assert any(name.startswith(prefix) for name in manifest.directions), prefix
     # The shipped classifier still classifies the real test split (Fashion-MNIST 0.898, emoji 0.814 at export).
     data = load_split(manifest.dataset.name, "test")
     logits = bundle.open_graph("classifier", providers=["CPUExecutionProvider"])(to_model_range(data.images[:500]))
