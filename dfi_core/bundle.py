@@ -123,14 +123,38 @@ class GraphEntry(_Strict):
     opset: int = Field(gt=0)
 
 
+class PatchBox(_Strict):
+    """Where the SCGAN's centre patch sits in the full image (pixels)."""
+
+    top: int = Field(ge=0)
+    left: int = Field(ge=0)
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+
+
+class OutpaintEntry(_Strict):
+    """SCGAN (IJCV sec. 3.3): patch [batch, C, ph, pw] and z_edge [batch, E] → the full image [batch, C, H, W].
+
+    Inside the graph: ẑ_center = CN(D_center^f(patch)), image = G_full(concat(ẑ_center, z_edge)). z_edge is an input
+    so that a seed reproduces a sample; the service draws it from N(0, I)."""
+
+    file: RelativePath
+    inputs: list[TensorSpec] = Field(min_length=2, max_length=2, description="'patch' then 'z_edge'")
+    output: TensorSpec
+    opset: int = Field(gt=0)
+    patch: PatchBox
+    z_center_size: int = Field(gt=0)
+    z_edge_size: int = Field(gt=0)
+
+
 class Graphs(_Strict):
     invert: GraphEntry
     generator: GraphEntry
     discriminator_features: GraphEntry
-    outpaint: GraphEntry | None = None
+    outpaint: OutpaintEntry | None = None
     classifier: GraphEntry | None = None
 
-    def entries(self) -> dict[str, GraphEntry]:
+    def entries(self) -> dict[str, GraphEntry | OutpaintEntry]:
         return {name: entry for name, entry in self if entry is not None}
 
 
@@ -212,6 +236,23 @@ class Manifest(_Strict):
                 problems.append(f"graph {graph} input shape {entry.input.shape} ≠ {in_shape}")
             if out_shape is not None and entry.output.shape != out_shape:
                 problems.append(f"graph {graph} output shape {entry.output.shape} ≠ {out_shape}")
+        if self.graphs.outpaint is not None:
+            entry = self.graphs.outpaint
+            box = entry.patch
+            want = ([BATCH_DIM, self.image.channels, box.height, box.width], [BATCH_DIM, entry.z_edge_size])
+            got = tuple(spec.shape for spec in entry.inputs)
+            names = tuple(spec.name for spec in entry.inputs)
+            if (
+                names != ("patch", "z_edge")
+                or got != want
+                or entry.output.shape != image
+                or entry.output.name != "image"
+            ):
+                problems.append(f"graph outpaint must map 'patch' {want[0]}, 'z_edge' {want[1]} → 'image' {image}")
+            if box.top + box.height > self.image.height or box.left + box.width > self.image.width:
+                problems.append(
+                    f"outpaint patch {box} does not fit in the {self.image.height}×{self.image.width} image"
+                )
         if self.graphs.classifier is not None:
             entry = self.graphs.classifier
             _, in_name, out_name = OPTIONAL_GRAPHS["classifier"]
@@ -260,8 +301,10 @@ class Bundle:
         path = self.graph_path(graph)
         entry = self.manifest.graphs.entries()[graph]
         session = OnnxGraph(path, name=f"{self.name}/{graph}", **kwargs)
-        declared = (entry.input.name, entry.input.shape, entry.output.name, entry.output.shape)
-        actual = (session.input_name, list(session.input_shape), session.output_name, list(session.output_shape))
+        specs = entry.inputs if isinstance(entry, OutpaintEntry) else [entry.input]
+        declared = ([(i.name, i.shape) for i in specs], entry.output.name, entry.output.shape)
+        actual = ([(n, list(s)) for n, s in zip(session.input_names, session.input_shapes, strict=True)],
+                  session.output_name, list(session.output_shape))  # fmt: skip
         if declared != actual:
             raise BundleError(f"bundle {self.name!r}: {entry.file}: the graph has {actual}, the manifest {declared}")
         return session

@@ -1,6 +1,7 @@
 """A thin ONNX Runtime wrapper that checks its input at the boundary.
 
-One graph = one input and one output (the bundle's contract). Names, shapes and the element type are read from
+One output, one or more inputs (the bundle's contract: one input for every graph but `outpaint`, which takes
+the patch and z_edge). Names, shapes and the element type are read from
 the session itself, not from the manifest, so a graph and a manifest that disagree cannot hide each other's
 mistake. A numpy input of the wrong rank, wrong non-batch dims, wrong dtype (float64 is refused, not silently
 cast) or with NaN/inf values raises `ValueError` naming the expected shape.
@@ -73,51 +74,71 @@ class OnnxGraph:
         self.provider: str = self.providers[0]
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if not inputs or len(outputs) != 1:
             raise ValueError(
-                f"{self.name}: expected a graph with one input and one output, got inputs "
+                f"{self.name}: expected a graph with inputs and one output, got inputs "
                 f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
             )
-        self.input_name: str = inputs[0].name
-        self.output_name: str = outputs[0].name
+        for spec in inputs:
+            if spec.type not in _ONNX_TYPES:
+                raise ValueError(f"{self.name}: unsupported input type {spec.type} of {spec.name}")
+        self.input_names: list[str] = [i.name for i in inputs]
         # Dynamic dims are strings ('batch') or None in ONNX Runtime; fixed dims are ints.
-        self.input_shape: tuple[int | str, ...] = tuple(_dim(d) for d in inputs[0].shape)
+        self.input_shapes: list[tuple[int | str, ...]] = [tuple(_dim(d) for d in i.shape) for i in inputs]
+        self.input_dtypes: list[np.dtype] = [_ONNX_TYPES[i.type] for i in inputs]
+        self.input_name, self.input_shape, self.input_dtype = (
+            self.input_names[0],
+            self.input_shapes[0],
+            self.input_dtypes[0],
+        )
+        self.output_name: str = outputs[0].name
         self.output_shape: tuple[int | str, ...] = tuple(_dim(d) for d in outputs[0].shape)
-        if inputs[0].type not in _ONNX_TYPES:
-            raise ValueError(f"{self.name}: unsupported input type {inputs[0].type}")
-        self.input_dtype: np.dtype = _ONNX_TYPES[inputs[0].type]
+
+    def _expected(self, index: int) -> str:
+        return f"'{self.input_names[index]}' {_format_shape(self.input_shapes[index])} {self.input_dtypes[index]}"
 
     @property
     def expected(self) -> str:
-        return f"'{self.input_name}' {_format_shape(self.input_shape)} {self.input_dtype}"
+        return self._expected(0)
 
-    def validate(self, array: Any) -> np.ndarray:
-        """The input as a C-contiguous array of the graph's dtype, or ValueError naming the expected shape."""
+    def validate(self, array: Any, index: int = 0) -> np.ndarray:
+        """Input `index` as a C-contiguous array of the graph's dtype, or ValueError naming the expected shape."""
+        expected, input_shape, input_dtype = self._expected(index), self.input_shapes[index], self.input_dtypes[index]
         if not isinstance(array, np.ndarray):
-            raise ValueError(f"{self.name}: expected {self.expected} as a numpy array, got {type(array).__name__}")
-        if array.ndim != len(self.input_shape):
+            raise ValueError(f"{self.name}: expected {expected} as a numpy array, got {type(array).__name__}")
+        if array.ndim != len(input_shape):
             raise ValueError(
-                f"{self.name}: expected {self.expected} (rank {len(self.input_shape)}), "
+                f"{self.name}: expected {expected} (rank {len(input_shape)}), "
                 f"got rank {array.ndim} with shape {list(array.shape)}"
             )
-        for axis, (want, got) in enumerate(zip(self.input_shape, array.shape, strict=True)):
+        for axis, (want, got) in enumerate(zip(input_shape, array.shape, strict=True)):
             if isinstance(want, int) and want != got:
                 problem = f"got shape {list(array.shape)} (axis {axis}: {got} ≠ {want})"
-                raise ValueError(f"{self.name}: expected {self.expected}, {problem}")
+                raise ValueError(f"{self.name}: expected {expected}, {problem}")
             if not isinstance(want, int) and got == 0:
-                raise ValueError(f"{self.name}: expected {self.expected}, got an empty batch {list(array.shape)}")
-        if array.dtype != self.input_dtype:
+                raise ValueError(f"{self.name}: expected {expected}, got an empty batch {list(array.shape)}")
+        if array.dtype != input_dtype:
             raise ValueError(
-                f"{self.name}: expected {self.expected}, got dtype {array.dtype} "
-                f"(convert explicitly, e.g. array.astype(np.{self.input_dtype}))"
+                f"{self.name}: expected {expected}, got dtype {array.dtype} "
+                f"(convert explicitly, e.g. array.astype(np.{input_dtype}))"
             )
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             bad = int(array.size - np.isfinite(array).sum())
-            raise ValueError(f"{self.name}: expected {self.expected} with finite values, got {bad} NaN/inf value(s)")
+            raise ValueError(f"{self.name}: expected {expected} with finite values, got {bad} NaN/inf value(s)")
         return np.ascontiguousarray(array)
 
-    def __call__(self, array: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: self.validate(array)})[0]
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        if len(arrays) != len(self.input_names):
+            raise ValueError(
+                f"{self.name}: expected {len(self.input_names)} input(s) {self.input_names}, got {len(arrays)}"
+            )
+        feeds = {
+            name: self.validate(array, i) for i, (name, array) in enumerate(zip(self.input_names, arrays, strict=True))
+        }
+        batches = {len(a) for a in feeds.values()}
+        if len(batches) > 1:
+            raise ValueError(f"{self.name}: inputs {self.input_names} have different batch sizes {sorted(batches)}")
+        return self.session.run([self.output_name], feeds)[0]
 
     def __repr__(self) -> str:
         return (

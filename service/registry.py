@@ -90,6 +90,8 @@ def load_model(folder: Path, settings: Settings, metrics: ApiMetrics) -> LoadedM
         session = bundle.open_graph(graph, providers=settings.providers, intra_op_threads=settings.intra_op_threads)
         graphs[graph] = session
         metrics.provider.labels(bundle.name, graph, session.provider).set(1)
+        if len(session.input_names) != 1:
+            continue  # outpaint (patch + z_edge) is called directly, not through a single-input batcher
         if session.provider != (session.requested_providers or ["?"])[0]:
             log.warning("%s/%s: asked for %s, runs on %s", bundle.name, graph, session.requested_providers,
                         session.provider)  # fmt: skip

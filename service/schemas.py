@@ -98,6 +98,19 @@ class OutpaintRequest(_Request):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
+class OutpaintSample(BaseModel):
+    image_png: str = Field(description="the full image, base64 PNG")
+    z_edge: Latent = Field(description="the edge latent used (row k of N(0, I) from the seed)")
+
+
+class OutpaintResponse(BaseModel):
+    model: str
+    seed: int
+    patch_box: dict[str, int]
+    samples: list[OutpaintSample]
+    total_ms: float
+
+
 class JobCreate(_Request):
     model: str | None = Field(None, pattern=MODEL_NAME)
     dataset: Literal["fashion-mnist", "emoji"] | None = Field(
