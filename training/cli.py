@@ -371,3 +371,7 @@ _register_dfi_commands()
 from training.cli_eval import eval_command  # noqa: E402  (the top-level `eval` command)
 
 app.command("eval")(eval_command)
+
+from training.cli_experiments import report_gaussians_command  # noqa: E402
+
+report_app.command("gaussians")(report_gaussians_command)
