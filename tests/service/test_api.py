@@ -125,7 +125,7 @@ def test_non_finite_latents_are_rejected(client: TestClient) -> None:
 
 
 def test_outpaint_without_an_scgan_graph_is_a_clear_404(client: TestClient, fashion_test) -> None:
-    response = client.post("/outpaint", json={"patch": png_b64(fashion_test.images[0])})
+    response = client.post("/outpaint", json={"model": "emoji", "patch": png_b64(fashion_test.images[0])})
     assert response.status_code == 404 and "no SCGAN outpaint graph" in response.json()["error"]["message"]
 
 
