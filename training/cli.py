@@ -375,3 +375,8 @@ app.command("eval")(eval_command)
 from training.cli_experiments import report_gaussians_command  # noqa: E402
 
 report_app.command("gaussians")(report_gaussians_command)
+
+from training.cli_scgan import export_outpaint_command, train_scgan_command  # noqa: E402
+
+train_app.command("scgan")(train_scgan_command)
+export_app.command("outpaint")(export_outpaint_command)

@@ -128,6 +128,7 @@ async function selectModel(name) {
   showLatent();
   try {
     const detail = await api("GET", `/models/${encodeURIComponent(name)}`);
+    state.outpaint = detail.manifest.graphs.outpaint || null; // patch box and latent sizes of the SCGAN graph
     clearError($("edit-error"));
     renderSliders(detail.directions);
   } catch (error) {
@@ -358,14 +359,66 @@ async function interpolate() {
   }
 }
 
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("the input image could not be drawn"));
+    img.src = src;
+  });
+}
+
+// The centre patch the SCGAN expects: the input fitted to the model's size (centre square, as the service's
+// preprocessing does), then the manifest's patch box cut out. Also draws the patch inside an empty frame.
+async function patchOf(input, box, width, height) {
+  const img = await loadImage(`data:image/png;base64,${input}`);
+  const side = Math.min(img.width, img.height);
+  const full = document.createElement("canvas");
+  full.width = width;
+  full.height = height;
+  const ctx = full.getContext("2d");
+  ctx.drawImage(img, (img.width - side) / 2, (img.height - side) / 2, side, side, 0, 0, width, height);
+  const patch = document.createElement("canvas");
+  patch.width = box.width;
+  patch.height = box.height;
+  patch.getContext("2d").drawImage(full, box.left, box.top, box.width, box.height, 0, 0, box.width, box.height);
+  const framed = document.createElement("canvas");
+  framed.width = width;
+  framed.height = height;
+  const fctx = framed.getContext("2d");
+  fctx.fillStyle = "#888";
+  fctx.fillRect(0, 0, width, height);
+  fctx.drawImage(patch, box.left, box.top);
+  fctx.strokeStyle = "#e33";
+  fctx.strokeRect(box.left - 0.5, box.top - 0.5, box.width + 1, box.height + 1);
+  return { patch: base64Of(patch.toDataURL("image/png")), framed: framed.toDataURL("image/png") };
+}
+
 async function outpaint() {
   const errorBox = $("outpaint-error");
-  const body = { model: state.model.name, patch: state.input, samples: Number($("outpaint-samples").value) };
   $("outpaint-results").replaceChildren();
+  if (!state.input) {
+    showError(errorBox, new Error("upload or pick an image first"));
+    return;
+  }
   try {
+    let patch = state.input;
+    let framed = null;
+    if (state.outpaint) {
+      const { width, height } = state.model.image;
+      ({ patch, framed } = await patchOf(state.input, state.outpaint.patch, width, height));
+    }
+    const body = {
+      model: state.model.name,
+      patch,
+      samples: Number($("outpaint-samples").value),
+      seed: Number($("outpaint-seed").value),
+    };
     const answer = await api("POST", "/outpaint", body);
-    const images = answer.images || [];
-    $("outpaint-results").replaceChildren(...images.map((b64, i) => figure(image(b64, `sample ${i}`), `#${i}`)));
+    const shown = [];
+    if (framed) shown.push(figure(image(base64Of(framed), "the patch in its box"), "patch"));
+    answer.samples.forEach((sample, i) => shown.push(figure(image(sample.image_png, `sample ${i}`), `#${i}`)));
+    $("outpaint-results").replaceChildren(...shown);
     clearError(errorBox);
   } catch (error) {
     showError(errorBox, error);
@@ -480,6 +533,10 @@ async function main() {
   $("reset-sliders").addEventListener("click", resetSliders);
   $("interpolate").addEventListener("click", interpolate);
   $("outpaint").addEventListener("click", outpaint);
+  $("outpaint-reseed").addEventListener("click", () => {
+    $("outpaint-seed").value = String(Math.floor(Math.random() * 1e6));
+    outpaint();
+  });
   $("job-submit").addEventListener("click", submitJob);
   $("job-cancel").addEventListener("click", cancelJob);
   $("api-key").value = apiKey();

@@ -206,3 +206,20 @@ def test_upload_job_accepts_a_zip_and_refuses_bombs_and_non_zips(client: TestCli
     assert refused.status_code == 413 and refused.json()["error"]["limit"] == {"max_image_bytes": 8 * 1024 * 1024}
     not_zip = client.post("/jobs/upload", files={"archive": ("c.zip", b"not a zip", "application/zip")})
     assert not_zip.status_code == 415
+
+
+def test_outpaint_is_reproducible_by_seed_and_returns_the_latents_used(client: TestClient, fashion_test) -> None:
+    patch = fashion_test.images[0][7:21, 7:21]  # the manifest's 14×14 box at (7, 7)
+    body = {"model": "fashion-mnist", "patch": png_b64(patch), "samples": 3, "seed": 5}
+    first = client.post("/outpaint", json=body)
+    assert first.status_code == 200, first.text
+    answer = first.json()
+    assert answer["patch_box"] == {"top": 7, "left": 7, "height": 14, "width": 14} and len(answer["samples"]) == 3
+    assert all(decode_png(s["image_png"]).shape == (28, 28, 1) and len(s["z_edge"]) == 32 for s in answer["samples"])
+    assert client.post("/outpaint", json=body).json()["samples"] == answer["samples"]  # same seed, same images
+    other = client.post("/outpaint", json={**body, "seed": 6}).json()["samples"]
+    assert [s["image_png"] for s in other] != [s["image_png"] for s in answer["samples"]]
+    expected_z = np.random.default_rng(5).standard_normal((3, 32)).astype(np.float32)
+    np.testing.assert_allclose([s["z_edge"] for s in answer["samples"]], expected_z, atol=1e-6)
+    too_many = client.post("/outpaint", json={**body, "samples": 10_000})
+    assert too_many.status_code == 422 and too_many.json()["error"]["limit"] == {"max_latents_per_request": 256}

@@ -142,12 +142,18 @@ def test_page_inverts_edits_interpolates_and_runs_a_job(redis_url, tmp_path, sta
         assert np.abs(shown - decode_png(expected["results"][0]["image_png"]).astype(int)).max() <= 2
         assert np.abs(shown - decode_png(before.split(",", 1)[1]).astype(int)).mean() > 1
 
-        # Interpolation strip to a picked test image; outpainting shows the API's 404 message.
+        # Interpolation strip to a picked test image; outpainting: the patch in its box and 6 samples, reseedable.
         browser.find_element("css selector", "#samples-b .sample").click()
         wait(browser, lambda d: len(d.find_elements("css selector", "#strip img")) == 8, "8 interpolation frames")
         browser.find_element("id", "outpaint").click()
-        message = wait(browser, lambda d: shown_error(d, "outpaint-error"), "the outpaint error")
-        assert "404" in message and "no SCGAN outpaint graph" in message, message
+        wait(browser, lambda d: len(d.find_elements("css selector", "#outpaint-results img")) == 7, "patch + 6 samples")
+
+        def outpainted(d) -> list[str]:
+            return [img.get_attribute("src") for img in d.find_elements("css selector", "#outpaint-results img")]
+
+        first = outpainted(browser)
+        browser.find_element("id", "outpaint-reseed").click()
+        wait(browser, lambda d: outpainted(d) not in ([], first), "new samples after reseeding")
 
         # A metric job: an invalid n is refused with the API's message, n = 50 runs to its table.
         n_box = browser.find_element("id", "job-n")

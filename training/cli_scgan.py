@@ -1,0 +1,71 @@
+"""CLI of the SCGAN outpainting model (typer commands, registered at the end of cli.py).
+
+python -m training train scgan --data fashion-mnist --run-dir runs/scgan/fashion-mnist --seed 0
+python -m training export outpaint --bundle models/fashion-mnist --scgan runs/scgan/fashion-mnist/scgan.safetensors
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.cli import _command_line, _fail, _set_threads
+
+
+def train_scgan_command(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Option("--data", help="data set (fashion-mnist)")] = "fashion-mnist",
+    data_dir: Annotated[str | None, typer.Option(help="folder of the data set's files")] = None,
+    run_dir: Annotated[Path, typer.Option(help="run folder")] = Path("runs/scgan/fashion-mnist"),
+    steps: Annotated[int, typer.Option(help="G_full steps (stage 3)")] = 2_500,
+    patch_steps: Annotated[int, typer.Option(help="patch GAN steps (stage 1)")] = 5_000,
+    dfi_steps: Annotated[int, typer.Option(help="patch DFI steps (stage 2)")] = 3_000,
+    patch_top: int = 7,
+    patch_left: int = 7,
+    patch_size: Annotated[int, typer.Option(help="side of the square patch (7·2^k or 4·2^k)")] = 14,
+    z_center: int = 32,
+    z_edge: int = 32,
+    alpha: Annotated[float, typer.Option(help="weight of the latent consistency term (eq. 8)")] = 10.0,
+    gamma: Annotated[float, typer.Option(help="zero-centred gradient penalty on real images")] = 10.0,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = 1,
+) -> None:
+    """Train an SCGAN (patch GAN, its DFI, then G_full) and write RUN/scgan.safetensors."""
+    from training.datasets import DataSourceMissing
+    from training.scgan import SCGANConfig, train_scgan
+
+    _set_threads(threads)
+    try:
+        config = SCGANConfig(data=data, data_dir=data_dir, patch_top=patch_top, patch_left=patch_left,
+                             patch_size=patch_size, z_center=z_center, z_edge=z_edge, alpha=alpha, gamma=gamma,
+                             patch_steps=patch_steps, dfi_steps=dfi_steps, full_steps=steps, batch_size=batch_size,
+                             seed=seed, device=device)  # fmt: skip
+        config.validate()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "command.txt").write_text(_command_line(ctx) + "\n")
+        path = train_scgan(config, run_dir)
+    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    typer.echo(f"checkpoint: {path}")
+
+
+def export_outpaint_command(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Option(help="existing bundle folder, e.g. models/fashion-mnist")],
+    scgan: Annotated[Path, typer.Option(help="SCGAN checkpoint (RUN/scgan.safetensors)")],
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = 1,
+) -> None:
+    """Add outpaint.onnx (patch, z_edge → image) and scgan.safetensors to a bundle; parity-checked."""
+    from training.scgan_export import add_outpaint
+
+    _set_threads(threads)
+    try:
+        _, errors = add_outpaint(bundle, scgan, command=_command_line(ctx))
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        _fail(str(error))
+    typer.echo(json.dumps({"parity_max_abs_error": errors}, indent=2))

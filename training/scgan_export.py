@@ -1,0 +1,163 @@
+"""Export the SCGAN as the bundle's optional `outpaint` graph (two inputs) and check it against torch.
+
+    outpaint.onnx   patch [batch, C, ph, pw] float32 [-1, 1], z_edge [batch, Ze] → image [batch, C, H, W]
+                    ẑ_center = CN(D_center^f(patch)); image = G_full(concat(ẑ_center, z_edge))
+    scgan.safetensors  the inverter (D_center^f + CN) and G_full with the SCGAN config: enough to rebuild the torch
+                    module for the parity check (`training.scgan.load_outpainter`)
+
+`training.export.export_graph` handles one input; `export_two_input_graph` is its two-input variant (same exporter,
+same spectral-norm folding, same adaptive-pool rewrite, same output-shape fix-up).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from dfi_core.bundle import BATCH_DIM, Bundle, load_bundle, write_manifest
+from training.bundle_extras import _add_command
+from training.checkpoint import read_metadata, save_checkpoint
+from training.export import DEFAULT_OPSET, _exportable_adaptive_pool, _fold_parametrizations
+from training.scgan import Outpainter, SCGANConfig, load_outpainter, load_scgan
+
+OUTPAINT_FILE = "outpaint.onnx"
+SCGAN_FILE = "scgan.safetensors"
+INPUT_NAMES = ("patch", "z_edge")
+OUTPUT_NAME = "image"
+PARITY_TOLERANCE = 1e-4
+
+
+def export_two_input_graph(
+    module: nn.Module,
+    examples: tuple[torch.Tensor, torch.Tensor],
+    path: str | Path,
+    input_names: tuple[str, str] = INPUT_NAMES,
+    output_name: str = OUTPUT_NAME,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export `module(a, b)` (eval mode, spectral norm folded, on a private copy) with a dynamic batch axis on both
+    inputs and the output; checked by `onnx.checker`. Examples need a batch of ≥ 2."""
+    if any(e.dim() < 1 or e.shape[0] < 2 for e in examples) or examples[0].shape[0] != examples[1].shape[0]:
+        raise ValueError(f"export examples need one batch of ≥ 2, got {[list(e.shape) for e in examples]}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = _fold_parametrizations(module).cpu()
+    args = tuple(e.detach().cpu() for e in examples)
+    dynamic = {name: {0: BATCH_DIM} for name in (*input_names, output_name)}
+    with _exportable_adaptive_pool(), torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
+        torch.onnx.export(
+            plain,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=[output_name],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+        reference = plain(*args)
+    model = onnx.load(str(path))
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != reference.dim():
+        raise RuntimeError(f"{path}: output rank {len(dims)} ≠ torch's {reference.dim()}")
+    for axis, dim in enumerate(dims):
+        if axis == 0:
+            dim.dim_param = BATCH_DIM
+        else:
+            dim.dim_value = int(reference.shape[axis])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    if names != (list(input_names), [output_name]):
+        raise RuntimeError(f"{path}: exported graph has inputs/outputs {names}")
+    return path
+
+
+def parity_inputs(config: SCGANConfig, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch-like inputs in [-1, 1] (smooth random blobs, not pure noise) and z_edge ~ N(0, I)."""
+    rng = torch.Generator().manual_seed(seed)
+    c, s = config.image_shape[0], config.patch_size
+    coarse = torch.rand(n, c, max(s // 4, 1), max(s // 4, 1), generator=rng) * 2 - 1
+    patch = nn.functional.interpolate(coarse, size=(s, s), mode="bilinear", align_corners=False)
+    return patch, torch.randn(n, config.z_edge, generator=rng)
+
+
+def onnx_parity(
+    graph: Any, outpainter: nn.Module, patch: torch.Tensor, z_edge: torch.Tensor, batch_sizes: tuple[int, ...] = (1, 64)
+) -> dict[str, float]:
+    """Max |ONNX Runtime − torch| at each batch size (key "batch_<b>")."""
+    with torch.no_grad():
+        expected = outpainter(patch, z_edge).numpy()
+    a, b = patch.numpy().astype(np.float32), z_edge.numpy().astype(np.float32)
+    errors = {}
+    for batch in batch_sizes:
+        out = np.concatenate([graph(a[i : i + batch], b[i : i + batch]) for i in range(0, len(a), batch)])
+        errors[f"batch_{batch}"] = float(np.abs(out - expected).max())
+    return errors
+
+
+def outpaint_entry(config: SCGANConfig, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    c, h, w = config.image_shape
+    s = config.patch_size
+    return {
+        "file": OUTPAINT_FILE,
+        "inputs": [
+            {"name": "patch", "shape": [BATCH_DIM, c, s, s]},
+            {"name": "z_edge", "shape": [BATCH_DIM, config.z_edge]},
+        ],
+        "output": {"name": OUTPUT_NAME, "shape": [BATCH_DIM, c, h, w]},
+        "opset": opset,
+        "patch": {"top": config.patch_top, "left": config.patch_left, "height": s, "width": s},
+        "z_center_size": config.z_center,
+        "z_edge_size": config.z_edge,
+    }
+
+
+def save_bundle_weights(
+    path: str | Path, outpainter: Outpainter, config: SCGANConfig, extra: dict | None = None
+) -> Path:
+    """The inverter and G_full only (what the outpaint graph holds), with the SCGAN config."""
+    from dataclasses import asdict
+
+    modules = {"inverter": outpainter.inverter, "G_full": outpainter.G_full}
+    return save_checkpoint(path, modules, {}, asdict(config), 0, extra=extra)
+
+
+def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | None = None) -> tuple[Bundle, dict]:
+    """Export outpaint.onnx + scgan.safetensors into `bundle_dir`, register the entry, check parity (≤ 1e-4)."""
+    bundle_dir = Path(bundle_dir)
+    bundle = load_bundle(bundle_dir)
+    outpainter, config = load_outpainter(checkpoint)
+    shape = bundle.manifest.image.shape
+    if tuple(config.image_shape) != tuple(shape):
+        raise ValueError(f"SCGAN image shape {tuple(config.image_shape)} ≠ bundle image {shape}")
+    patch, z_edge = parity_inputs(config)
+    export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE,
+                           opset=bundle.manifest.exporter.opset)  # fmt: skip
+    meta = read_metadata(checkpoint)
+    save_bundle_weights(bundle_dir / SCGAN_FILE, outpainter, config, extra={"trained": meta["extra"]})
+    values = bundle.manifest.model_dump(mode="json")
+    values["graphs"]["outpaint"] = outpaint_entry(config, bundle.manifest.exporter.opset)
+    _add_command(values, command, replaces="python -m training export outpaint")
+    bundle = Bundle(bundle_dir, write_manifest(bundle_dir, values))
+    graph = bundle.open_graph("outpaint", providers=["CPUExecutionProvider"])
+    rebuilt, _ = load_outpainter(bundle_dir / SCGAN_FILE)  # the bundle's own weights, not the run's
+    errors = onnx_parity(graph, rebuilt, patch, z_edge)
+    errors["torch_run_vs_bundle"] = float((rebuilt(patch, z_edge) - outpainter(patch, z_edge)).abs().max())
+    worst = max(errors.values())
+    if worst > PARITY_TOLERANCE:
+        raise RuntimeError(f"{bundle_dir / OUTPAINT_FILE}: ONNX Runtime differs from torch by {worst:.2e}")
+    return bundle, errors
+
+
+__all__ = ["add_outpaint", "export_two_input_graph", "load_scgan", "onnx_parity", "outpaint_entry", "parity_inputs"]
