@@ -380,3 +380,8 @@ from training.cli_scgan import export_outpaint_command, train_scgan_command  # n
 
 train_app.command("scgan")(train_scgan_command)
 export_app.command("outpaint")(export_outpaint_command)
+
+from training.cli_cyclic import evaluate_cyclic_command, train_cyclic_command  # noqa: E402
+
+train_app.command("cyclic")(train_cyclic_command)
+evaluate_app.command("cyclic")(evaluate_cyclic_command)
