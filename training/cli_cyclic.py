@@ -19,7 +19,7 @@ from training.cli import _command_line, _fail, _set_threads
 def train_cyclic_command(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="vae | ali | alice")] = "vae",
-    data: Annotated[str, typer.Option("--data", help="data set (fashion-mnist)")] = "fashion-mnist",
+    data: Annotated[str, typer.Option("--data", help="data set: fashion-mnist | emoji")] = "fashion-mnist",
     data_dir: Annotated[str | None, typer.Option(help="folder of the data set's files")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="run folder (default runs/cyclic/DATA-MODEL)")] = None,
     steps: int = 3_000,
@@ -44,7 +44,10 @@ def train_cyclic_command(
     _set_threads(threads)
     run_dir = run_dir or Path(f"runs/cyclic/{data}-{model}")
     try:
-        config = CyclicConfig(model=model, data=data, data_dir=data_dir, z_dim=z_dim, g_width=g_width,
+        from training.datasets import load_dataset
+
+        shape = load_dataset(data, "test", data_dir).shape  # the images' (C, H, W): emoji is (3, 64, 64)
+        config = CyclicConfig(model=model, data=data, data_dir=data_dir, shape=shape, z_dim=z_dim, g_width=g_width,
                               d_width=d_width, d_hidden=d_hidden, recon_weight=recon_weight, steps=steps,
                               batch_size=batch_size, lr=lr, beta1=beta1, seed=seed, sample_every=sample_every,
                               checkpoint_every=checkpoint_every, device=device)  # fmt: skip

@@ -41,7 +41,11 @@ def train_scgan_command(
 
     _set_threads(threads)
     try:
-        config = SCGANConfig(data=data, data_dir=data_dir, patch_top=patch_top, patch_left=patch_left,
+        from training.datasets import load_dataset
+
+        image_shape = load_dataset(data, "test", data_dir).shape  # the images' (C, H, W): emoji is (3, 64, 64)
+        config = SCGANConfig(data=data, data_dir=data_dir, image_shape=image_shape, patch_top=patch_top,
+                             patch_left=patch_left,
                              patch_size=patch_size, z_center=z_center, z_edge=z_edge, alpha=alpha, gamma=gamma,
                              patch_steps=patch_steps, dfi_steps=dfi_steps, full_steps=steps, batch_size=batch_size,
                              seed=seed, device=device)  # fmt: skip
