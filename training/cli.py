@@ -385,3 +385,7 @@ from training.cli_cyclic import evaluate_cyclic_command, train_cyclic_command  #
 
 train_app.command("cyclic")(train_cyclic_command)
 evaluate_app.command("cyclic")(evaluate_cyclic_command)
+
+from training.cli_experiments import report_dfeatures_command  # noqa: E402
+
+report_app.command("dfeatures")(report_dfeatures_command)
