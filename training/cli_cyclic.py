@@ -71,6 +71,7 @@ def evaluate_cyclic_command(
     bundle: Annotated[Path | None, typer.Option(help="DFI bundle scored on the same images (row `dfi`)")] = Path(
         "models/fashion-mnist"
     ),
+    data: Annotated[str, typer.Option("--data", help="data set of the runs: fashion-mnist | emoji")] = "fashion-mnist",
     n: int = 1000,
     repeats: int = 5,
     samples: Annotated[int, typer.Option(help="G(z) samples for the sample FD (vs as many real test images)")] = 10_000,
@@ -83,7 +84,8 @@ def evaluate_cyclic_command(
 
     _set_threads(threads)
     try:
-        result = evaluate_cyclic_runs(runs, classifier, bundle, n=n, repeats=repeats, n_samples=samples, seed=seed)
+        result = evaluate_cyclic_runs(runs, classifier, bundle, n=n, repeats=repeats, n_samples=samples, seed=seed,
+                                      data_name=data)  # fmt: skip
         result["command"] = _command_line(ctx)
         paths = write_cyclic_report(result, out)
     except (ValueError, FileNotFoundError) as error:
