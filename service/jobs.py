@@ -85,7 +85,7 @@ async def heartbeat(job: Job, interval_s: float) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(interval_s)
             with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                await job.update()
+                await asyncio.shield(job.update())  # see _update_progress: never cancel a Redis call midway
 
     task = asyncio.create_task(beat())
     try:
@@ -120,8 +120,10 @@ async def _metric_job(ctx: dict[str, Any], job: Job, request: dict[str, Any]) ->
             for key, array in part.items():
                 values.setdefault(key, []).append(array)
             metrics.images.inc(stop - start)
-            # Each update also touches the job: the heartbeat that tells other workers this one is alive.
-            await job.update(progress=stop / n, meta={**job.meta, "done": stop, "total": n})
+            # Each update also touches the job: the heartbeat that tells other workers this one is alive. Shielded: a
+            # cancel (DELETE /jobs/{id}) that lands inside the Redis call left the job task hanging in redis-py, and
+            # the job stuck in "aborting"; shielded, the update finishes in the background and the cancel proceeds.
+            await asyncio.shield(job.update(progress=stop / n, meta={**job.meta, "done": stop, "total": n}))
         result = {
             "model": model.name,
             "n": n,
