@@ -139,8 +139,8 @@ def test_a_job_can_be_cancelled(http: httpx.Client, e2e_settings, start_worker) 
     start_worker(e2e_settings)
     job_id = http.post("/jobs", json={"n": 400, "batch_size": 4, "refine_steps": 20}).json()["id"]
     wait_for_job(http.get, job_id, timeout=60, until=("active",))
-    # Cancel mid-job, after the first chunk. A cancel in a job's first second (while the worker still imports torch
-    # for the first refinement) was seen once to hang until the worker stopped: a known gap, docs/reliability.md.
+    # Cancel mid-job, after the first chunk. Cancels that landed inside a Redis call of the job used to hang it in
+    # "aborting" (docs/reliability.md); the job's Redis updates are shielded since.
     deadline = time.monotonic() + 60
     while http.get(f"/jobs/{job_id}").json()["progress"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
