@@ -145,22 +145,28 @@ def _eval_mode(*modules: nn.Module) -> Iterator[None]:
 
 def export_graph(
     module: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     path: str | Path,
-    input_name: str,
+    input_name: str | tuple[str, ...],
     output_name: str,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Export `module` (evaluated in eval mode; the caller's module is not changed) to ONNX at `path`.
 
-    One input and one output with fixed names and a dynamic batch axis named "batch"; checked by `onnx.checker`.
-    `example` is a CPU batch of at least 2 (a batch of 1 could let the tracer bake size-1 shapes).
+    One output and one or more inputs (a tuple of examples with a tuple of names, as SCGAN's patch + z_edge), all
+    with fixed names and a dynamic batch axis named "batch"; checked by `onnx.checker`. Each example is a CPU
+    batch of at least 2, the same for every input (a batch of 1 could let the tracer bake size-1 shapes).
     """
-    if example.dim() < 1 or example.shape[0] < 2:
-        raise ValueError(f"export example needs a batch of ≥ 2, got shape {list(example.shape)}")
+    examples = example if isinstance(example, tuple) else (example,)
+    input_names = input_name if isinstance(input_name, tuple) else (input_name,)
+    if len(examples) != len(input_names):
+        raise ValueError(f"{len(examples)} example(s) for input names {list(input_names)}")
+    if any(e.dim() < 1 or e.shape[0] < 2 for e in examples) or len({e.shape[0] for e in examples}) > 1:
+        raise ValueError(f"export examples need one batch of ≥ 2, got shapes {[list(e.shape) for e in examples]}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = _fold_parametrizations(module).cpu()
+    args = tuple(e.detach().cpu() for e in examples)
     with _exportable_adaptive_pool(), torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # "dynamo=False is deprecated"
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -168,16 +174,16 @@ def export_graph(
         warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
         torch.onnx.export(
             plain,
-            (example.detach().cpu(),),
+            args,
             str(path),
-            input_names=[input_name],
+            input_names=list(input_names),
             output_names=[output_name],
-            dynamic_axes={input_name: {0: BATCH_DIM}, output_name: {0: BATCH_DIM}},
+            dynamic_axes={name: {0: BATCH_DIM} for name in (*input_names, output_name)},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
         )
-        reference = plain(example.detach().cpu())
+        reference = plain(*args)
     model = onnx.load(str(path))
     # The tracer's shape inference leaves some output dims symbolic (e.g. after ConvTranspose); all but the
     # batch axis are fixed by the architecture, so write them down from a real forward pass.
@@ -192,8 +198,8 @@ def export_graph(
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
-    if names != ([input_name], [output_name]):
-        raise RuntimeError(f"{path}: exported graph has inputs/outputs {names}, expected {input_name} → {output_name}")
+    if names != (list(input_names), [output_name]):
+        raise RuntimeError(f"{path}: exported graph has inputs/outputs {names}, expected {input_names} → {output_name}")
     return path
 
 

@@ -5,25 +5,23 @@
     scgan.safetensors  the inverter (D_center^f + CN) and G_full with the SCGAN config: enough to rebuild the torch
                     module for the parity check (`training.scgan.load_outpainter`)
 
-`training.export.export_graph` handles one input; `export_two_input_graph` is its two-input variant (same exporter,
-same spectral-norm folding, same adaptive-pool rewrite, same output-shape fix-up).
+The export itself is `training.export.export_graph` with two named inputs (same exporter, spectral-norm folding,
+adaptive-pool rewrite and output-shape fix-up as every other graph).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from dfi_core.bundle import BATCH_DIM, Bundle, load_bundle, write_manifest
 from training.bundle_extras import _add_command
 from training.checkpoint import read_metadata, save_checkpoint
-from training.export import DEFAULT_OPSET, _exportable_adaptive_pool, _fold_parametrizations
+from training.export import DEFAULT_OPSET, export_graph
 from training.scgan import Outpainter, SCGANConfig, load_outpainter, load_scgan
 
 OUTPAINT_FILE = "outpaint.onnx"
@@ -41,46 +39,8 @@ def export_two_input_graph(
     output_name: str = OUTPUT_NAME,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
-    """Export `module(a, b)` (eval mode, spectral norm folded, on a private copy) with a dynamic batch axis on both
-    inputs and the output; checked by `onnx.checker`. Examples need a batch of ≥ 2."""
-    if any(e.dim() < 1 or e.shape[0] < 2 for e in examples) or examples[0].shape[0] != examples[1].shape[0]:
-        raise ValueError(f"export examples need one batch of ≥ 2, got {[list(e.shape) for e in examples]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plain = _fold_parametrizations(module).cpu()
-    args = tuple(e.detach().cpu() for e in examples)
-    dynamic = {name: {0: BATCH_DIM} for name in (*input_names, output_name)}
-    with _exportable_adaptive_pool(), torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
-        torch.onnx.export(
-            plain,
-            args,
-            str(path),
-            input_names=list(input_names),
-            output_names=[output_name],
-            dynamic_axes=dynamic,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-        reference = plain(*args)
-    model = onnx.load(str(path))
-    dims = model.graph.output[0].type.tensor_type.shape.dim
-    if len(dims) != reference.dim():
-        raise RuntimeError(f"{path}: output rank {len(dims)} ≠ torch's {reference.dim()}")
-    for axis, dim in enumerate(dims):
-        if axis == 0:
-            dim.dim_param = BATCH_DIM
-        else:
-            dim.dim_value = int(reference.shape[axis])
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
-    if names != (list(input_names), [output_name]):
-        raise RuntimeError(f"{path}: exported graph has inputs/outputs {names}")
-    return path
+    """Export `module(patch, z_edge)` with the outpaint graph's names (`training.export.export_graph` does the work)."""
+    return export_graph(module, examples, path, input_names, output_name, opset)
 
 
 def parity_inputs(config: SCGANConfig, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
