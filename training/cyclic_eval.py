@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from dfi_core import metrics
 from dfi_core.datasets import load_split
@@ -25,10 +24,10 @@ from dfi_core.preprocessing import to_model_range, to_uint8
 from training.checkpoint import read_metadata
 from training.classifier import load_classifier
 from training.cyclic import latest_checkpoint, load_cyclic
+from training.eval_bundle import score_repeats
 from training.evaluate import classifier_features
 from training.metric_fd import frechet_distance_of_features
 
-IMAGE_METRICS = ("psnr", "ssim", "ms_ssim", "class_consistency")
 ORDER = ("vae", "ali", "alice", "dfi")
 
 
@@ -92,39 +91,10 @@ def evaluate_cyclic_runs(
     if n < 2 or repeats < 1 or n * repeats > len(data.images):
         raise ValueError(f"need n ≥ 2, repeats ≥ 1 and n × repeats ≤ {len(data.images)}")
     features, _ = load_classifier(classifier_path)
-    per_repeat: dict[str, list[dict[str, float]]] = {m: [] for m in recon}
-    examples: dict[str, np.ndarray] = {}
-    for r in tqdm(range(repeats), desc="repeats"):
-        x_all = to_model_range(data.images[r * n : (r + 1) * n])
-        labels = data.labels[r * n : (r + 1) * n]
-        real_f = features.features(torch.from_numpy(x_all)).numpy()
-        for method, apply in recon.items():
-            values: dict[str, list[np.ndarray]] = {k: [] for k in IMAGE_METRICS}
-            outs = []
-            for start in range(0, n, batch):
-                x = x_all[start : start + batch]
-                out = apply(x).astype(np.float32)
-                outs.append(out)
-                values["psnr"].append(metrics.psnr(out, x))
-                values["ssim"].append(metrics.ssim(out, x))
-                values["ms_ssim"].append(metrics.ms_ssim(out, x))
-                if judge is not None:
-                    values["class_consistency"].append(
-                        metrics.class_consistency(judge(out), labels[start : start + len(x)])
-                    )
-            summary = {k: float(np.concatenate(v).mean()) for k, v in values.items() if v}
-            all_out = np.concatenate(outs)
-            summary["fd"] = frechet_distance_of_features(real_f, features.features(torch.from_numpy(all_out)).numpy())
-            per_repeat[method].append(summary)
-            if r == 0:
-                examples[method] = all_out[:12]
-        if r == 0:
-            examples["input"] = x_all[:12]
-    table = {
-        m: {k: {"mean": float(np.mean([s[k] for s in rows])),
-                "std": float(np.std([s[k] for s in rows], ddof=1)) if len(rows) > 1 else 0.0} for k in rows[0]}
-        for m, rows in per_repeat.items()
-    }  # fmt: skip
+    per_repeat, table, examples = score_repeats(
+        data, {m: (lambda x, _offset, apply=apply: apply(x).astype(np.float32)) for m, apply in recon.items()},
+        n, repeats, judge, features, batch, n_examples=12,
+    )  # fmt: skip
 
     # Sample FD (evaluate_samples' protocol): first n_samples real test images vs n_samples G(z), z from seed.
     real_x = torch.from_numpy(to_model_range(data.images[:n_samples]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from dfi_core import metrics
 from dfi_core.bundle import load_bundle
-from dfi_core.datasets import load_split
+from dfi_core.datasets import ImageSplit, load_split
 from dfi_core.preprocessing import to_model_range, to_uint8
 from dfi_core.refinement import load_refinement_generator, refine
 
@@ -53,6 +54,73 @@ def _latents(method: str, x: np.ndarray, invert, G, steps: int, seed: int) -> np
     return z.numpy()
 
 
+Reconstructor = Callable[[np.ndarray, int], np.ndarray]  # (x [B, C, H, W] in [-1, 1], image offset) → G(ẑ)
+
+
+def score_repeats(
+    data: ImageSplit,
+    reconstructors: dict[str, Reconstructor],
+    n: int,
+    repeats: int,
+    judge: Any = None,
+    features: torch.nn.Module | None = None,
+    batch: int = 250,
+    n_examples: int = 8,
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+    """Score each reconstructor on `repeats` disjoint blocks of n test images (repeat r: images [r·n, (r+1)·n)).
+
+    Per block: PSNR, SSIM, MS-SSIM, class-consistency (with `judge`, an ONNX classifier) and the FD of the
+    reconstructions vs the real block in `features`' penultimate space. Returns (per-repeat summaries, mean ± std
+    table over repeats, the first `n_examples` inputs and reconstructions of repeat 0). The reconstructor gets the
+    index of the batch's first image within the split (a seed offset for random starts)."""
+    from training.metric_fd import frechet_distance_of_features
+
+    per_repeat: dict[str, list[dict[str, float]]] = {m: [] for m in reconstructors}
+    examples: dict[str, np.ndarray] = {}
+    for r in tqdm(range(repeats), desc="repeats"):
+        x_all = to_model_range(data.images[r * n : (r + 1) * n])
+        labels = data.labels[r * n : (r + 1) * n]
+        real_f = None
+        if features is not None:
+            with torch.no_grad():
+                real_f = features.features(torch.from_numpy(x_all)).numpy()
+        for method, reconstruct in reconstructors.items():
+            values: dict[str, list[np.ndarray]] = {k: [] for k in IMAGE_METRICS}
+            outs = []
+            for start in range(0, n, batch):
+                x = x_all[start : start + batch]
+                out = reconstruct(x, r * n + start)
+                outs.append(out)
+                values["psnr"].append(metrics.psnr(out, x))
+                values["ssim"].append(metrics.ssim(out, x))
+                values["ms_ssim"].append(metrics.ms_ssim(out, x))
+                if judge is not None:
+                    truth = labels[start : start + len(x)]
+                    values["class_consistency"].append(metrics.class_consistency(judge(out), truth))
+            summary = {k: float(np.concatenate(v).mean()) for k, v in values.items() if v}
+            all_out = np.concatenate(outs)
+            if features is not None:
+                with torch.no_grad():
+                    fake_f = features.features(torch.from_numpy(all_out)).numpy()
+                summary["fd"] = frechet_distance_of_features(real_f, fake_f)
+            per_repeat[method].append(summary)
+            if r == 0:
+                examples[method] = all_out[:n_examples]
+        if r == 0:
+            examples["input"] = x_all[:n_examples]
+    table = {
+        m: {
+            k: {
+                "mean": float(np.mean([s[k] for s in rows])),
+                "std": float(np.std([s[k] for s in rows], ddof=1)) if len(rows) > 1 else 0.0,
+            }
+            for k in rows[0]
+        }
+        for m, rows in per_repeat.items()
+    }
+    return per_repeat, table, examples
+
+
 def evaluate_bundle(
     bundle_dir: Path,
     methods: list[str],
@@ -79,50 +147,12 @@ def evaluate_bundle(
         from training.classifier import load_classifier
 
         features = load_classifier(classifier_checkpoint)[0]
-    per_repeat: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    examples: dict[str, np.ndarray] = {}
-    for r in tqdm(range(repeats), desc="repeats"):
-        x_all = to_model_range(data.images[r * n : (r + 1) * n])
-        labels = data.labels[r * n : (r + 1) * n]
-        for method in methods:
-            values: dict[str, list[np.ndarray]] = {k: [] for k in IMAGE_METRICS}
-            recon_all = []
-            for start in range(0, n, batch):
-                x = x_all[start : start + batch]
-                z = _latents(method, x, invert, G, refine_steps, seed + r * n + start)
-                recon = generator(z.astype(np.float32))
-                recon_all.append(recon)
-                values["psnr"].append(metrics.psnr(recon, x))
-                values["ssim"].append(metrics.ssim(recon, x))
-                values["ms_ssim"].append(metrics.ms_ssim(recon, x))
-                if judge is not None:
-                    values["class_consistency"].append(
-                        metrics.class_consistency(judge(recon), labels[start : start + len(x)])
-                    )
-            summary = {k: float(np.concatenate(v).mean()) for k, v in values.items() if v}
-            recon_all_array = np.concatenate(recon_all)
-            if features is not None:
-                from training.metric_fd import frechet_distance_of_features
-
-                with torch.no_grad():
-                    real_f = features.features(torch.from_numpy(x_all)).numpy()
-                    fake_f = features.features(torch.from_numpy(recon_all_array)).numpy()
-                summary["fd"] = frechet_distance_of_features(real_f, fake_f)
-            per_repeat[method].append(summary)
-            if r == 0:
-                examples[method] = recon_all_array[:8]
-        if r == 0:
-            examples["input"] = x_all[:8]
-    table = {
-        m: {
-            k: {
-                "mean": float(np.mean([s[k] for s in rows])),
-                "std": float(np.std([s[k] for s in rows], ddof=1)) if len(rows) > 1 else 0.0,
-            }
-            for k in rows[0]
-        }
-        for m, rows in per_repeat.items()
-    }
+    reconstructors = {
+        method: (lambda x, offset, method=method: generator(_latents(method, x, invert, G, refine_steps, seed + offset)
+                                                             .astype(np.float32)))
+        for method in methods
+    }  # fmt: skip
+    per_repeat, table, examples = score_repeats(data, reconstructors, n, repeats, judge, features, batch, n_examples=8)
     return {
         "bundle": bundle.name,
         "dataset": bundle.manifest.dataset.name,
