@@ -332,6 +332,21 @@ def export_classifier_command(
     typer.echo(f"{result.folder}: classifier over {len(result.manifest.dataset.class_names)} classes")
 
 
+@export_app.command("gan-checkpoint")
+def export_gan_checkpoint_command(
+    bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/fashion-mnist")],
+    out: Annotated[Path, typer.Option(help="checkpoint file to write (…/step-010000.safetensors)")],
+) -> None:
+    """Rebuild the bundle's GAN (G and D, frozen use only) as a checkpoint for `train inverter --gan`."""
+    from training.gan_from_bundle import gan_checkpoint_from_bundle
+
+    try:
+        path = gan_checkpoint_from_bundle(bundle, out)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    typer.echo(f"GAN checkpoint: {path}")
+
+
 @export_app.command("directions")
 def export_directions_command(
     ctx: typer.Context,
@@ -368,9 +383,10 @@ def _register_dfi_commands() -> None:
 
 _register_dfi_commands()
 
-from training.cli_eval import eval_command  # noqa: E402  (the top-level `eval` command)
+from training.cli_eval import eval_command, evaluate_inverters_command  # noqa: E402  (the top-level `eval` command)
 
 app.command("eval")(eval_command)
+evaluate_app.command("inverters")(evaluate_inverters_command)
 
 from training.cli_experiments import report_gaussians_command  # noqa: E402
 

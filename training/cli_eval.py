@@ -35,3 +35,41 @@ def eval_command(
     paths = write_report(result, out)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"written": [str(p) for p in paths]}))
+
+
+def evaluate_inverters_command(
+    inverter: Annotated[list[str], typer.Option(help="NAME=PATH of an inverter.safetensors; repeat per row")],
+    classifier: Annotated[Path, typer.Option(help="the data set's classifier checkpoint (class-consistency, FD)")],
+    n: Annotated[int, typer.Option(help="unseen test images per repeat")] = 1000,
+    repeats: Annotated[int, typer.Option(help="disjoint blocks of n test images")] = 5,
+    refine_steps: Annotated[int, typer.Option(help="also score each row after this many eq. 2 Adam steps")] = 0,
+    sample_fd: Annotated[bool, typer.Option(help="add each GAN's sample FD (10,000 samples vs the test set)")] = False,
+    name: Annotated[str, typer.Option(help="file stem of <name>.json/.md/.png")] = "inverters",
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("docs/results/inverters"),
+    threads: int | None = None,
+) -> None:
+    """Score several trained inverters of one data set (GAN zoo, sec. 4.7 sweeps), mean ± std over repeats."""
+    import torch
+
+    from training.eval_inverters import evaluate_inverters, write_inverter_report
+
+    if threads:
+        torch.set_num_threads(threads)
+    rows: dict[str, Path] = {}
+    for item in inverter:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            typer.echo(f"error: --inverter takes NAME=PATH, got {item!r}", err=True)
+            raise typer.Exit(2)
+        if label in rows:
+            typer.echo(f"error: row name {label!r} given twice", err=True)
+            raise typer.Exit(2)
+        rows[label] = Path(path)
+    try:
+        result = evaluate_inverters(rows, classifier, n, repeats, refine_steps, sample_fd)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    paths = write_inverter_report(result, out, name)
+    typer.echo(paths[1].read_text())
+    typer.echo(json.dumps({"written": [str(p) for p in paths]}))
