@@ -28,6 +28,8 @@ def train_scgan_command(
     patch_size: Annotated[int, typer.Option(help="side of the square patch (7·2^k or 4·2^k)")] = 14,
     z_center: int = 32,
     z_edge: int = 32,
+    g_width: Annotated[int, typer.Option(help="DCGAN ngf of G_center and G_full")] = 64,
+    d_width: Annotated[int, typer.Option(help="DCGAN ndf of every discriminator")] = 32,
     alpha: Annotated[float, typer.Option(help="weight of the latent consistency term (eq. 8)")] = 10.0,
     gamma: Annotated[float, typer.Option(help="zero-centred gradient penalty on real images")] = 10.0,
     batch_size: int = 64,
@@ -45,8 +47,8 @@ def train_scgan_command(
 
         image_shape = load_dataset(data, "test", data_dir).shape  # the images' (C, H, W): emoji is (3, 64, 64)
         config = SCGANConfig(data=data, data_dir=data_dir, image_shape=image_shape, patch_top=patch_top,
-                             patch_left=patch_left,
-                             patch_size=patch_size, z_center=z_center, z_edge=z_edge, alpha=alpha, gamma=gamma,
+                             patch_left=patch_left, patch_size=patch_size, z_center=z_center, z_edge=z_edge,
+                             g_width=g_width, d_width=d_width, alpha=alpha, gamma=gamma,
                              patch_steps=patch_steps, dfi_steps=dfi_steps, full_steps=steps, batch_size=batch_size,
                              seed=seed, device=device)  # fmt: skip
         config.validate()

@@ -127,8 +127,9 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def write_inverter_report(result: dict[str, Any], out: Path, name: str) -> tuple[Path, Path, Path]:
-    """<name>.json, <name>.md (settings columns, then mean ± std per metric) and <name>.png (rows: input, each row)."""
+def write_inverter_report(result: dict[str, Any], out: Path, name: str) -> tuple[Path, Path, Path, Path]:
+    """<name>.json, <name>.md (settings columns, then mean ± std per metric), <name>.png (rows: input, each row)
+    and <name>-plot.png (see `plot_rows`)."""
     from PIL import Image
 
     from dfi_core.preprocessing import to_uint8
@@ -154,4 +155,36 @@ def write_inverter_report(result: dict[str, Any], out: Path, name: str) -> tuple
     png_path = out / f"{name}.png"
     image = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
     image.resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(png_path)
-    return json_path, md_path, png_path
+    return json_path, md_path, png_path, plot_rows(result, out / f"{name}-plot.png")
+
+
+def plot_rows(result: dict[str, Any], path: Path) -> Path:
+    """Bars of PSNR and class-consistency per row (mean ± std over repeats); with sample FD, a second panel plots
+    each GAN's sample FD against its reconstruction FD (ICLR sec. 4: do the two rank the GANs alike?)."""
+    from training.report import _plt
+
+    plt = _plt()
+    rows = list(result["table"])
+    has_fd = all("sample_fd" in result["rows"][r] for r in rows)
+    fig, axes = plt.subplots(1, 3 if has_fd else 2, figsize=(13 if has_fd else 9, 0.45 * len(rows) + 1.5))
+    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "class_consistency", "class-consistency")):
+        means = [result["table"][r][key]["mean"] for r in rows]
+        stds = [result["table"][r][key]["std"] for r in rows]
+        ax.barh(rows, means, xerr=stds, color="tab:blue", alpha=0.8)
+        ax.set_xlim(min(means) - 3 * max(stds) - (1 if key == "psnr" else 0.05), max(means) + 3 * max(stds) + 0.01)
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+    if has_fd:
+        ax = axes[2]
+        sample = [result["rows"][r]["sample_fd"] for r in rows]
+        recon = [result["table"][r]["fd"]["mean"] for r in rows]
+        ax.scatter(sample, recon)
+        for r, x, y in zip(rows, sample, recon, strict=True):
+            ax.annotate(r, (x, y), textcoords="offset points", xytext=(4, 4))
+        ax.set_xlabel("sample FD (10,000 samples)")
+        ax.set_ylabel("reconstruction FD (DFI)")
+        ax.set_title(f"Spearman ρ = {spearman(sample, recon):.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -139,15 +139,18 @@ def evaluate_scgan(scgan: Path, classifier_path: Path, out: Path, n: int = 1000,
     samples = torch.stack(many, 1)  # [n, 8, C, H, W]
     outs = [pairwise_l2(samples[i], outside) for i in range(diversity_patches)]
     ins = [pairwise_l2(samples[i], inside) for i in range(diversity_patches)]
-    # scale: the same distances between 8 different real images (reference set, random groups)
-    perm = torch.randperm(len(reference), generator=rng)[: diversity_patches * per_patch]
-    groups = perm.view(diversity_patches, per_patch)
+    # scale: the same distances between 8 different real images (reference set, random disjoint groups; emoji's
+    # small test split gives fewer groups than patches)
+    real_groups = min(diversity_patches, len(reference) // per_patch)
+    perm = torch.randperm(len(reference), generator=rng)[: real_groups * per_patch]
+    groups = perm.view(real_groups, per_patch)
     real_outs = [pairwise_l2(reference[idx], outside) for idx in groups]
     real_ins = [pairwise_l2(reference[idx], inside) for idx in groups]
     n_out, n_in = int(outside.sum()), int(inside.sum())
     result["diversity"] = {
         "patches": diversity_patches,
         "samples_per_patch": per_patch,
+        "real_groups": real_groups,
         "outside_pixels": n_out,
         "inside_pixels": n_in,
         "outside_mean_pairwise_l2": float(np.mean(outs)),

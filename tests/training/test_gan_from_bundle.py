@@ -78,9 +78,10 @@ def test_inverter_scores_match_the_bundle_eval_on_the_same_images(inverter_copy:
     for key in ("psnr", "ssim"):  # torch vs ONNX Runtime on the same 80 images: parity-sized differences only
         assert result["table"]["shipped"][key]["mean"] == pytest.approx(onnx["table"]["dfi"][key]["mean"], abs=1e-3)
     assert result["rows"]["shipped"]["taps"] == "actv7-0,last" and result["rows"]["shipped"]["gan_steps"] == 10_000
-    json_path, md_path, png_path = write_inverter_report(result, tmp_path / "report", "sweep")
+    json_path, md_path, png_path, plot_path = write_inverter_report(result, tmp_path / "report", "sweep")
     assert "| shipped | sngan | 10000 | actv7-0,last | 4 | 2 | 10000 |" in md_path.read_text()
-    assert png_path.stat().st_size > 0 and json.loads(json_path.read_text())["repeats"] == 2
+    assert png_path.stat().st_size > 0 and plot_path.stat().st_size > 0
+    assert json.loads(json_path.read_text())["repeats"] == 2
 
 
 def test_the_cli_names_a_malformed_row() -> None:
