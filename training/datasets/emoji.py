@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfi_core.datasets import emoji_split_of
+from dfi_core.datasets import emoji_split_of, load_emoji
 from training.datasets.base import Dataset, DataSourceMissing, default_cache_dir
 
 PACKS = ("twitter", "google")
@@ -247,33 +247,29 @@ def prepare(cache_dir: Path | None = None, packs: Iterable[str] = PACKS, size: i
     return target
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as stored:
-        return {key: stored[key] for key in stored.files}
+def stored_packs(path: Path) -> list[str]:
+    with np.load(path, allow_pickle=False) as stored:  # reads only this array of the npz
+        return stored["packs"].tolist()
 
 
 def load(split: str = "train", cache_dir: Path | None = None, packs: Iterable[str] = PACKS, size: int = 64) -> Dataset:
-    """The emoji images of `split` ('train', 'test' or 'all') and `packs`; prepares the npz on first use."""
+    """The emoji images of `split` ('train', 'test' or 'all') and `packs`; prepares the npz on first use.
+    Reading and the split rule live in `dfi_core.datasets.load_emoji` (shared with the service's jobs)."""
     if split not in SPLITS:
         raise ValueError(f"emoji split must be one of {', '.join(SPLITS)}; got {split!r}")
     packs = check_packs(packs)
     path = npz_path(cache_dir, size)
-    stored = read_npz(path) if path.is_file() else None
-    if stored is None or not set(packs) <= set(stored["packs"].tolist()):
-        have = stored["packs"].tolist() if stored is not None else []
+    have = stored_packs(path) if path.is_file() else []
+    if not set(packs) <= set(have):
         prepare(cache_dir, [p for p in PACKS if p in packs or p in have], size)
-        stored = read_npz(path)
-    class_names = sorted(set(stored["category"].tolist()))
-    keep = np.isin(stored["pack"], packs)
-    if split != "all":
-        keep &= np.array([split_of(group) == split for group in stored["group"].tolist()], dtype=bool)
-    category_index = {name: i for i, name in enumerate(class_names)}
+    data = load_emoji(split, cache_dir, size, attribute_keys=LABEL_KEYS)
+    keep = np.isin(np.array(data.attributes["pack"]), packs)
     return Dataset(
         name="emoji",
         split=split,
-        data=stored["images"][keep],
-        labels=np.array([category_index[c] for c in stored["category"][keep].tolist()], dtype=np.int64),
-        class_names=class_names,
-        attributes={key: stored[key][keep].tolist() for key in LABEL_KEYS},
-        source=str(path),
+        data=data.images[keep],
+        labels=data.labels[keep],
+        class_names=data.class_names,
+        attributes={key: np.asarray(values)[keep].tolist() for key, values in data.attributes.items()},
+        source=data.source,
     )
