@@ -24,7 +24,7 @@ dfi() {  # dfi NAME GAN_CHECKPOINT
   [[ -f $out/$1/inverter.safetensors ]] || python -m training train inverter --gan "$2" --method dfi \
     --taps actv7-0,last --pool-size 4 --depth 2 --steps 5000 --seed 0 --threads 1 --sample-every 5000 --run-dir "$out/$1"
 }
-if [[ ${LANE:-all} == all || ${LANE:-} == dfi || ${LANE:-} == dfi-one ]]; then
+if [[ ${LANE:-all} == all || ${LANE:-} == dfi ]]; then
   dfi sngan "$sngan"
   for loss in ${ONE:-dcgan lsgan dfm rfgan wgan-gp}; do
     while [[ ${WAIT:-0} == 1 && ! -f $(ckpt $loss) ]]; do sleep 30; done  # WAIT=1: follow a running LANE=gans
