@@ -43,7 +43,8 @@ def evaluate_inverters(
     sample_fd: bool = False,
     batch: int = 250,
 ) -> dict[str, Any]:
-    """One row per inverter (and per inverter `<name>^opt` when refine_steps > 0); all must share a data set."""
+    """One row per inverter (and per inverter `<name>^opt` when refine_steps > 0); every inverter must be of the
+    classifier's data set, so one table is one data set."""
     from training.checkpoint import read_metadata
     from training.classifier import load_classifier
     from training.dfi import load_inverter, read_gan_config
@@ -53,12 +54,11 @@ def evaluate_inverters(
     if not inverters:
         raise ValueError("no inverters given")
     classifier, classifier_config = load_classifier(classifier_checkpoint)
-    loaded, rows, datasets = {}, {}, set()
+    loaded, rows = {}, {}
     for name, path in inverters.items():
         model, G, _, config = load_inverter(path)
         meta = read_metadata(config.gan_checkpoint)
         gan = read_gan_config(config.gan_checkpoint)
-        datasets.add(gan.data.name)
         if gan.data.name != classifier_config.data.name:
             raise ValueError(f"{name}: inverter of {gan.data.name!r} but the classifier is of "
                              f"{classifier_config.data.name!r}")  # fmt: skip
@@ -67,9 +67,7 @@ def evaluate_inverters(
         if sample_fd:
             samples = evaluate_samples(config.gan_checkpoint, classifier_checkpoint)
             rows[name]["sample_fd"] = samples["fd_samples_vs_test"]
-    if len(datasets) > 1:
-        raise ValueError(f"inverters of several data sets {sorted(datasets)}: score one data set per table")
-    data = load_split(datasets.pop(), "test")
+    data = load_split(classifier_config.data.name, "test")
     check_request(["dfi"], n, repeats, len(data.images))
 
     def reconstructor(model: torch.nn.Module, G: torch.nn.Module, refined: bool):
