@@ -43,6 +43,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _start_run(ctx: typer.Context, folder: Path) -> Path:
+    """Create a run folder and record the resolved command in it (command.txt), before any training starts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "command.txt").write_text(_command_line(ctx) + "\n")
+    return folder
+
+
 def _command_line(ctx: typer.Context) -> str:
     """The command with every option resolved (defaults included), so a run folder says exactly what ran."""
     names, node = [], ctx
@@ -190,8 +197,7 @@ def train_gan_command(
             checkpoint_every=checkpoint_every, log_every=log_every, device=device,
         )  # fmt: skip
         folder = run_dir or next_run_dir(out, f"{data}-{loss}")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "command.txt").write_text(_command_line(ctx) + "\n")
+        _start_run(ctx, folder)
         path = train_gan(config, folder)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         _fail(str(error))
@@ -227,8 +233,7 @@ def train_classifier_command(
             steps=steps, batch_size=batch_size, seed=seed, device=device,
         )  # fmt: skip
         folder = run_dir or next_run_dir(out, f"{data}-classifier")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "command.txt").write_text(_command_line(ctx) + "\n")
+        _start_run(ctx, folder)
         path, metrics = train_classifier(config, folder)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         _fail(str(error))

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli import _command_line, _fail, _set_threads
+from training.cli import _command_line, _fail, _set_threads, _start_run
 
 
 def train_cyclic_command(
@@ -52,8 +52,7 @@ def train_cyclic_command(
                               batch_size=batch_size, lr=lr, beta1=beta1, seed=seed, sample_every=sample_every,
                               checkpoint_every=checkpoint_every, device=device)  # fmt: skip
         config.validate()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "command.txt").write_text(_command_line(ctx) + "\n")
+        _start_run(ctx, run_dir)
         path = train_cyclic(config, run_dir)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         _fail(str(error))

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from training.cli import _command_line, _fail, _set_threads
+from training.cli import _command_line, _fail, _set_threads, _start_run
 
 app = typer.Typer(help="DFI inverters: train them (DFI and its ablations) and score reconstructions.",
                   no_args_is_help=True)  # fmt: skip
@@ -56,8 +56,7 @@ def train_inverter_command(
     try:
         gan_config = validate_inverter_config(config)  # every cross-field error before a folder is made
         folder = run_dir or next_run_dir(out, f"{gan_config.data.name}-{gan_config.loss.name}-{method}")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "command.txt").write_text(_command_line(ctx) + "\n")
+        _start_run(ctx, folder)
         path = train_inverter(config, folder)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         _fail(str(error))

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli import _command_line, _fail, _set_threads
+from training.cli import _command_line, _fail, _set_threads, _start_run
 
 
 def train_attributes_command(
@@ -41,8 +41,7 @@ def train_attributes_command(
         width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout_person_hair=holdout_person_hair
     )
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "command.txt").write_text(_command_line(ctx) + "\n")
+        _start_run(ctx, run_dir)
         path, metrics = train_attributes(config, run_dir)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         _fail(str(error))

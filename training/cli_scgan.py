@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli import _command_line, _fail, _set_threads
+from training.cli import _command_line, _fail, _set_threads, _start_run
 
 
 def train_scgan_command(
@@ -52,8 +52,7 @@ def train_scgan_command(
                              patch_steps=patch_steps, dfi_steps=dfi_steps, full_steps=steps, batch_size=batch_size,
                              seed=seed, device=device)  # fmt: skip
         config.validate()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "command.txt").write_text(_command_line(ctx) + "\n")
+        _start_run(ctx, run_dir)
         path = train_scgan(config, run_dir)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         _fail(str(error))
