@@ -177,6 +177,11 @@ class ExporterInfo(_Strict):
     exporter: str
     opset: int = Field(gt=0)
     onnxruntime: str | None = None
+    shared_weights: dict[RelativePath, RelativePath] = Field(
+        default={},
+        description="graph file → safetensors file of this bundle that holds some of its weights as ONNX external "
+        "data (each weight stored once; training/shared_weights.py)",
+    )
 
 
 class Direction(_Strict):
@@ -261,6 +266,11 @@ class Manifest(_Strict):
             classes = [BATCH_DIM, len(self.dataset.class_names)]
             if entry.output.shape != classes:
                 problems.append(f"graph classifier output {entry.output.shape} ≠ {classes} (dataset.class_names)")
+        graph_files = {entry.file for entry in self.graphs.entries().values()}
+        for graph_file, weights_file in self.exporter.shared_weights.items():
+            if graph_file not in graph_files or not weights_file.endswith(".safetensors"):
+                problems.append(f"exporter.shared_weights: {graph_file} → {weights_file} must map a graph file of "
+                                "this bundle to a .safetensors file")  # fmt: skip
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -268,6 +278,7 @@ class Manifest(_Strict):
     def referenced_files(self) -> list[str]:
         """Files the manifest points to (graphs, refinement weights, directions)."""
         refs = [entry.file for entry in self.graphs.entries().values()] + [self.refinement.file]
+        refs += list(dict.fromkeys(self.exporter.shared_weights.values()))
         return refs + [d.file for d in self.directions.values()]
 
     def dumps(self) -> str:

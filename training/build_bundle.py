@@ -21,6 +21,7 @@ from training.classifier import load_classifier
 from training.dfi import load_export_ready, load_inverter, load_split, read_gan_config
 from training.evaluate import score_inversion
 from training.export import check_parity, export_bundle
+from training.shared_weights import share_bundle_weights
 
 INVERTER_FILE = "inverter.safetensors"
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime − torch| the DFI issue sets for every shipped graph
@@ -89,6 +90,7 @@ def build_bundle(
     manifest["training"]["checkpoints"].append(INVERTER_FILE)
     manifest["metrics"]["onnx_parity_max_abs_error"] = {k: float(f"{v:.3g}") for k, v in parity.items()}
     write_manifest(bundle_dir, manifest)
+    share_bundle_weights(bundle_dir)  # the CN (and any un-normalised D^f) weights once, in inverter.safetensors
     # The optional parts every shipped bundle carries: the data set's judge and the named editing directions.
     from training.bundle_extras import add_classifier, add_directions
 

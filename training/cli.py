@@ -352,6 +352,24 @@ def export_gan_checkpoint_command(
     typer.echo(f"GAN checkpoint: {path}")
 
 
+@export_app.command("share-weights")
+def export_share_weights_command(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/emoji")],
+) -> None:
+    """Store each weight of a bundle once: graphs read the tensors their safetensors files hold (ONNX external data).
+    Exact (outputs checked bit for bit) and idempotent; new bundles are exported this way already."""
+    from dfi_core.bundle import BundleError
+    from training.shared_weights import share_bundle_weights
+
+    try:
+        saved = share_bundle_weights(bundle, command=_command_line(ctx))
+    except (BundleError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    for name, count in saved.items():
+        typer.echo(f"{name}: {count / 2**20:.1f} MiB now read from the bundle's safetensors")
+
+
 @export_app.command("directions")
 def export_directions_command(
     ctx: typer.Context,

@@ -117,7 +117,10 @@ def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | 
     worst = max(errors.values())
     if worst > PARITY_TOLERANCE:
         raise RuntimeError(f"{bundle_dir / OUTPAINT_FILE}: ONNX Runtime differs from torch by {worst:.2e}")
-    return bundle, errors
+    from training.shared_weights import share_bundle_weights
+
+    share_bundle_weights(bundle_dir)  # G_full's weights once, in scgan.safetensors
+    return load_bundle(bundle_dir), errors
 
 
 __all__ = ["add_outpaint", "export_two_input_graph", "load_scgan", "onnx_parity", "outpaint_entry", "parity_inputs"]

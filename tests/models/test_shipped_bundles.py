@@ -24,6 +24,22 @@ def test_shipped_bundle_verifies_and_matches_torch(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("folder", BUNDLES, ids=[p.name for p in BUNDLES])
+def test_shipped_bundle_stores_the_connection_network_once(folder: Path) -> None:
+    """invert.onnx (D^f then CN) reads CN's weights from inverter.safetensors (training/shared_weights.py) instead
+    of embedding a second copy, so it is about as large as the D^f graph alone, not D^f + CN."""
+    from safetensors import safe_open
+
+    bundle = load_bundle(folder)
+    shared = bundle.manifest.exporter.shared_weights
+    assert shared.get("invert.onnx") == "inverter.safetensors"
+    assert shared.get("generator.onnx") == "generator.safetensors"
+    with safe_open(str(folder / "inverter.safetensors"), framework="np") as handle:
+        cn_bytes = sum(handle.get_tensor(k).nbytes for k in handle.keys() if ".connection_network." in k)  # noqa: SIM118
+    features_size = (folder / "discriminator_features.onnx").stat().st_size
+    assert (folder / "invert.onnx").stat().st_size < features_size + cn_bytes / 10
+
+
+@pytest.mark.parametrize("folder", BUNDLES, ids=[p.name for p in BUNDLES])
 def test_shipped_bundle_carries_its_classifier_and_directions(folder: Path) -> None:
     import numpy as np
 
