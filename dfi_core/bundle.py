@@ -13,6 +13,11 @@ Layout (every file except manifest.json is listed with its sha256 in `manifest.f
 
 Conventions: images are float32 NCHW in [-1, +1] (`dfi_core.preprocessing`); z is float32 drawn from N(0, I).
 
+Each weight is stored once: a graph may read some initializers as ONNX external data from a .safetensors file of
+the same bundle (`manifest.exporter.shared_weights`, e.g. invert.onnx → inverter.safetensors; written by
+`training/shared_weights.py`). Open graphs by path (ONNX Runtime resolves the file next to the graph); the
+checksums cover both files, so `load_bundle` refuses a changed weights file before any graph reads it.
+
 `load_bundle` refuses — with a `BundleError` naming the bundle, the file and the problem — a missing manifest,
 an unknown format version, invalid JSON or schema, a listed file that is missing, a sha256 mismatch and a file
 the manifest does not list. Only numpy/pydantic/stdlib here (onnxruntime lazily): the service has no torch.

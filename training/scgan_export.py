@@ -105,7 +105,10 @@ def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | 
     export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE,
                            opset=bundle.manifest.exporter.opset)  # fmt: skip
     meta = read_metadata(checkpoint)
-    save_bundle_weights(bundle_dir / SCGAN_FILE, outpainter, config, extra={"trained": meta["extra"]})
+    # A bundle's own scgan.safetensors is a valid source too (re-exporting a bundle keeps its outpaint graph):
+    # its extra already is {"trained": the run's stage logs}.
+    trained = meta["extra"]["trained"] if set(meta["extra"]) == {"trained"} else meta["extra"]
+    save_bundle_weights(bundle_dir / SCGAN_FILE, outpainter, config, extra={"trained": trained})
     values = bundle.manifest.model_dump(mode="json")
     values["graphs"]["outpaint"] = outpaint_entry(config, bundle.manifest.exporter.opset)
     _add_command(values, command, replaces="python -m training export outpaint")

@@ -118,3 +118,33 @@ def test_share_initializers_needs_one_folder(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(4)}, str(other / "w.safetensors"))
     with pytest.raises(ValueError, match="same folder"):
         share_initializers(folder / "invert.onnx", other / "w.safetensors")
+
+
+def test_outpaint_export_shares_weights_and_reexports_from_the_bundles_own_file(tmp_path: Path) -> None:
+    from training.checkpoint import read_metadata
+    from training.scgan import Outpainter, build_scgan
+    from training.scgan_export import add_outpaint, save_bundle_weights
+
+    from .test_scgan import tiny
+
+    folder, _ = _bundle(tmp_path)
+    torch.manual_seed(0)
+    config = tiny(cn_hidden=256, g_width=32)  # G_full's kernels ≥ 64 KiB, so the default threshold shares them
+    parts = build_scgan(config)
+    run_checkpoint = save_bundle_weights(tmp_path / "run-scgan.safetensors",
+                                         Outpainter(parts["inverter"], parts["G_full"]).eval(), config,
+                                         extra={"patch_gan": {"step": 1}})  # fmt: skip
+    bundle, errors = add_outpaint(folder, run_checkpoint)
+    assert max(errors.values()) <= 1e-4
+    assert bundle.manifest.exporter.shared_weights["outpaint.onnx"] == "scgan.safetensors"
+    graph = bundle.open_graph("outpaint", providers=CPU)
+    patch = np.random.default_rng(0).uniform(-1, 1, (3, 1, 14, 14)).astype(np.float32)
+    z_edge = np.random.default_rng(1).standard_normal((3, config.z_edge)).astype(np.float32)
+    first = graph(patch, z_edge)
+    # Re-export from the bundle's own copy (what re-exporting a bundle does): same graph, same outputs, and the
+    # training log is carried over rather than nested.
+    own = tmp_path / "own-scgan.safetensors"
+    own.write_bytes((folder / "scgan.safetensors").read_bytes())
+    bundle, _ = add_outpaint(folder, own)
+    np.testing.assert_array_equal(bundle.open_graph("outpaint", providers=CPU)(patch, z_edge), first)
+    assert read_metadata(folder / "scgan.safetensors")["extra"] == {"trained": {"patch_gan": {"step": 1}}}
