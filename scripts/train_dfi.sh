@@ -27,8 +27,15 @@ case "${STAGE:-all}" in
   emoji|all)
     inverter emoji-dcgan-dfi "$emoji_gan" dfi  6000 --taps actv8-0,last --pool-size 4 ;;&
   bundles|all)
+    # The outpaint graph is the SCGAN's own (docs/results/scgan.md trains it) and does not depend on the DFI
+    # inverter: keep the shipped one across the re-export unless a fresh SCGAN run is given.
+    scgan=${SCGAN:-runs/scgan/fashion-mnist-bundle/scgan.safetensors}
+    if [[ ! -f $scgan && -f models/fashion-mnist/scgan.safetensors ]]; then
+      mkdir -p "$(dirname "$scgan")" && cp models/fashion-mnist/scgan.safetensors "$scgan"
+    fi
     python -m training export bundle --gan "$fashion_gan" --inverter "$out/fashion-mnist-sngan-dfi/inverter.safetensors" \
       --classifier "$zoo/fashion-mnist-classifier/classifier.safetensors" --name fashion-mnist --overwrite
+    [[ -f $scgan ]] && python -m training export outpaint --bundle models/fashion-mnist --scgan "$scgan" --threads 1
     python -m training export bundle --gan "$emoji_gan" --inverter "$out/emoji-dcgan-dfi/inverter.safetensors" \
       --classifier "$zoo/emoji-classifier/classifier.safetensors" --name emoji --overwrite ;;
 esac
