@@ -69,7 +69,8 @@ def build_bundle(
         "notes": "PSNR/SSIM on [0,1] images, data_range 1 (torchmetrics); class_consistency and fd use the "
         "data set's classifier (penultimate features); dfi_opt = 50 Adam steps of eq. 2 from the DFI latent",
     }
-    commands = [c for c in (_command(gan_checkpoint.parent.parent), _command(inverter_checkpoint.parent)) if c]
+    runs = (gan_checkpoint.parent.parent, inverter_checkpoint.parent, classifier_checkpoint.parent)
+    commands = [c for c in map(_command, runs) if c]
     export_ready = load_export_ready(inverter_checkpoint)
     bundle_dir = export_bundle(
         out, name, G, export_ready.features, export_ready,

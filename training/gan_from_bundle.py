@@ -48,4 +48,19 @@ def gan_checkpoint_from_bundle(bundle: str | Path, out: str | Path) -> Path:
         raise ValueError(f"{inverter_path} holds no discriminator weights (prefix {D_PREFIX!r})")
     modules["D"].load_state_dict(d_state)  # strict: a D^f that dropped layers would fail here, by name
     # step = the GAN's configured length: the bundle's G is its final checkpoint (recorded in the manifest)
-    return save_checkpoint(out, modules, {}, to_dict(gan), step=gan.steps, extra={"rebuilt_from_bundle": str(bundle)})
+    path = save_checkpoint(out, modules, {}, to_dict(gan), step=gan.steps, extra={"rebuilt_from_bundle": str(bundle)})
+    _write_training_command(bundle, Path(out))
+    return path
+
+
+def _write_training_command(bundle: Path, out: Path) -> None:
+    """RUN/checkpoints/step-N.safetensors → RUN/command.txt with the GAN's original training command from the
+    manifest, so that a bundle exported from the rebuilt checkpoint still records how its GAN was trained."""
+    manifest = bundle / "manifest.json"
+    if out.parent.name != "checkpoints" or not manifest.is_file():
+        return
+    commands = json.loads(manifest.read_text()).get("training", {}).get("commands", [])
+    gan_commands = [c for c in commands if c.startswith("python -m training train gan ")]
+    target = out.parent.parent / "command.txt"
+    if gan_commands and not target.exists():
+        target.write_text(gan_commands[0] + "\n")

@@ -92,3 +92,12 @@ def test_the_cli_names_a_malformed_row() -> None:
 def test_spearman_is_one_for_the_same_order_and_minus_one_for_the_reverse() -> None:
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_rebuilt_checkpoint_records_the_gans_training_command(tmp_path: Path) -> None:
+    """A bundle exported from the rebuilt checkpoint must still say how its GAN was trained (RUN/command.txt)."""
+    out = tmp_path / "run" / "checkpoints" / "step-010000.safetensors"
+    gan_checkpoint_from_bundle(BUNDLE, out)
+    command = (tmp_path / "run" / "command.txt").read_text().strip()
+    assert command.startswith("python -m training train gan --data fashion-mnist --loss sngan")
+    assert command in load_bundle(BUNDLE).manifest.training.commands
