@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from dfi_core.bundle import load_bundle
+from training.checkpoint import read_metadata
 from training.cli import app
 from training.dfi import load_inverter
 from training.eval_bundle import evaluate_bundle
@@ -79,7 +80,9 @@ def test_inverter_scores_match_the_bundle_eval_on_the_same_images(inverter_copy:
         assert result["table"]["shipped"][key]["mean"] == pytest.approx(onnx["table"]["dfi"][key]["mean"], abs=1e-3)
     assert result["rows"]["shipped"]["taps"] == "actv7-0,last" and result["rows"]["shipped"]["gan_steps"] == 10_000
     json_path, md_path, png_path, plot_path = write_inverter_report(result, tmp_path / "report", "sweep")
-    assert "| shipped | sngan | 10000 | actv7-0,last | 4 | 2 | 10000 |" in md_path.read_text()
+    config = read_metadata(inverter_copy)["config"]  # the shipped inverter's own settings (R, steps)
+    row = f"| shipped | sngan | 10000 | actv7-0,last | {config['features']['pool_size']} | 2 | {config['steps']} |"
+    assert row in md_path.read_text()
     assert png_path.stat().st_size > 0 and plot_path.stat().st_size > 0
     assert json.loads(json_path.read_text())["repeats"] == 2
 
