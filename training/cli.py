@@ -279,6 +279,26 @@ def report_zoo_command(
     typer.echo(str(zoo_report(runs, docs)))
 
 
+@report_app.command("curves")
+def report_curves_command(
+    run: Annotated[list[str], typer.Option(help="NAME=RUN_DIR of an inverter run; repeat per curve")],
+    out: Annotated[Path, typer.Option(help="PNG to write")],
+) -> None:
+    """Training curves of inverter runs: held-out latent error and image MSE against the step."""
+    from training.report import plot_inverter_curves
+
+    runs = {}
+    for item in run:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            _fail(f"--run must be NAME=RUN_DIR, got {item!r}")
+        runs[name] = Path(folder)
+    try:
+        typer.echo(str(plot_inverter_curves(runs, out)))
+    except ValueError as error:
+        _fail(str(error))
+
+
 @report_app.command("dfi")
 def report_dfi_command(
     inverter: Annotated[list[Path], typer.Option(help="inverter checkpoints (repeat the option), one per method")],

@@ -64,6 +64,33 @@ def plot_losses(run: Path, target: Path) -> Path:
     return target
 
 
+def plot_inverter_curves(runs: dict[str, Path], target: Path) -> Path:
+    """Training curves of inverter runs side by side: the held-out latent error ‖ẑ − z‖² on fixed generated pairs
+    (what DFI minimises, eq. 5) and the image MSE of G(ẑ) on fixed real test images (what the targets measure),
+    both from each run's log.jsonl, against the training step."""
+    logs = {name: [r for r in _log(run) if "heldout_latent_error" in r] for name, run in runs.items()}
+    for name, records in logs.items():
+        if not records:
+            raise ValueError(f"{runs[name]} has no inverter log (log.jsonl with heldout_latent_error)")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), dpi=100)
+    for name, records in logs.items():
+        steps = [r["step"] for r in records]
+        axes[0].plot(steps, [r["heldout_latent_error"] for r in records], label=name, linewidth=0.9)
+        axes[1].plot(steps, [r["heldout_image_mse"] for r in records], label=name, linewidth=0.9)
+    for ax, title in zip(axes, ("held-out latent error (generated pairs)", "held-out image MSE (real test, [-1, 1])"),
+                         strict=True):  # fmt: skip
+        ax.set_xlabel("step")
+        ax.set_title(title, fontsize=9)
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
 def panel(images: list[tuple[str, Path]], target: Path, columns: int = 4) -> Path:
     """Several sample grids side by side with their titles (the README picture)."""
     from PIL import Image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from training.classifier import train_classifier
@@ -40,3 +41,30 @@ def test_zoo_page_lists_every_scored_run(tmp_path: Path) -> None:
     assert "python -m training train gan --loss sngan" in page
     assert (tmp_path / "docs" / "zoo" / "fashion-mnist-zoo.png").is_file()
     assert (tmp_path / "docs" / "zoo" / "fashion-mnist-dcgan-losses.png").is_file()
+
+
+def test_inverter_curves_plot_every_run_and_refuse_a_gan_log(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    runs = {}
+    for name, scale in (("dfi", 1.0), ("enc", 2.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        records = [{"step": s, "heldout_latent_error": scale / (s + 1), "heldout_image_mse": 0.1 * scale / (s + 1)}
+                   for s in range(0, 1000, 100)]  # fmt: skip
+        (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        runs[name] = folder
+    target = tmp_path / "curves.png"
+    args = ["report", "curves", "--run", f"dfi={runs['dfi']}", "--run", f"enc={runs['enc']}", "--out", str(target)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert Image.open(target).size == (900, 300)
+    gan = tmp_path / "gan"
+    gan.mkdir()
+    (gan / "log.jsonl").write_text(json.dumps({"step": 100, "loss_D": 1.0, "loss_G": 1.0}) + "\n")
+    result = CliRunner().invoke(app, ["report", "curves", "--run", f"gan={gan}", "--out", str(tmp_path / "x.png")])
+    assert result.exit_code != 0 and "has no inverter log" in result.output
+    assert not (tmp_path / "x.png").exists()
