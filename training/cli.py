@@ -43,6 +43,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _named_paths(items: list[str], option: str) -> dict[str, Path]:
+    """`NAME=PATH` option values (repeated option) → {name: path}; fails naming the bad value or repeated name."""
+    named: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            _fail(f"{option} takes NAME=PATH, got {item!r}")
+        if name in named:
+            _fail(f"row name {name!r} given twice")
+        named[name] = Path(path)
+    return named
+
+
 def _start_run(ctx: typer.Context, folder: Path) -> Path:
     """Create a run folder and record the resolved command in it (command.txt), before any training starts."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -287,12 +300,7 @@ def report_curves_command(
     """Training curves of inverter runs: held-out latent error and image MSE against the step."""
     from training.report import plot_inverter_curves
 
-    runs = {}
-    for item in run:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            _fail(f"--run must be NAME=RUN_DIR, got {item!r}")
-        runs[name] = Path(folder)
+    runs = _named_paths(run, "--run")
     try:
         typer.echo(str(plot_inverter_curves(runs, out)))
     except ValueError as error:

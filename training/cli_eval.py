@@ -55,16 +55,9 @@ def evaluate_inverters_command(
 
     if threads:
         torch.set_num_threads(threads)
-    rows: dict[str, Path] = {}
-    for item in inverter:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not path:
-            typer.echo(f"error: --inverter takes NAME=PATH, got {item!r}", err=True)
-            raise typer.Exit(2)
-        if label in rows:
-            typer.echo(f"error: row name {label!r} given twice", err=True)
-            raise typer.Exit(2)
-        rows[label] = Path(path)
+    from training.cli import _named_paths
+
+    rows = _named_paths(inverter, "--inverter")
     try:
         result = evaluate_inverters(rows, classifier, n, repeats, refine_steps, sample_fd)
     except (ValueError, FileNotFoundError) as error:

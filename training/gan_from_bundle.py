@@ -15,6 +15,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from dfi_core.bundle import MANIFEST_NAME, load_bundle
 from training.checkpoint import save_checkpoint
 from training.config import GANConfig, config_from_dict, to_dict
 from training.training_loop import build_gan
@@ -56,10 +57,9 @@ def gan_checkpoint_from_bundle(bundle: str | Path, out: str | Path) -> Path:
 def _write_training_command(bundle: Path, out: Path) -> None:
     """RUN/checkpoints/step-N.safetensors → RUN/command.txt with the GAN's original training command from the
     manifest, so that a bundle exported from the rebuilt checkpoint still records how its GAN was trained."""
-    manifest = bundle / "manifest.json"
-    if out.parent.name != "checkpoints" or not manifest.is_file():
+    if out.parent.name != "checkpoints" or not (bundle / MANIFEST_NAME).is_file():
         return
-    commands = json.loads(manifest.read_text()).get("training", {}).get("commands", [])
+    commands = load_bundle(bundle, verify=False).manifest.training.commands
     gan_commands = [c for c in commands if c.startswith("python -m training train gan ")]
     target = out.parent.parent / "command.txt"
     if gan_commands and not target.exists():
