@@ -65,8 +65,8 @@ def torch_vs_onnx(bundle, images: np.ndarray) -> dict:
     import torch
 
     from dfi_core.refinement import load_refinement_generator
-    from training.build_bundle import INVERTER_FILE
-    from training.dfi import load_export_ready
+    from training.export.bundle import INVERTER_FILE
+    from training.inversion.dfi import load_export_ready
 
     G = load_refinement_generator(bundle.path("generator.safetensors"))
     inverter = load_export_ready(bundle.path(INVERTER_FILE)).eval()

@@ -15,7 +15,7 @@ Conventions: images are float32 NCHW in [-1, +1] (`dfi_core.preprocessing`); z i
 
 Each weight is stored once: a graph may read some initializers as ONNX external data from a .safetensors file of
 the same bundle (`manifest.exporter.shared_weights`, e.g. invert.onnx → inverter.safetensors; written by
-`training/shared_weights.py`). Open graphs by path (ONNX Runtime resolves the file next to the graph); the
+`training/export/shared_weights.py`). Open graphs by path (ONNX Runtime resolves the file next to the graph); the
 checksums cover both files, so `load_bundle` refuses a changed weights file before any graph reads it.
 
 `load_bundle` refuses — with a `BundleError` naming the bundle, the file and the problem — a missing manifest,
@@ -166,14 +166,14 @@ class Graphs(_Strict):
 class Refinement(_Strict):
     file: RelativePath = REFINEMENT_FILE
     format: Literal["safetensors"] = "safetensors"
-    generator_config: dict[str, Any] = Field(description="training.networks.GeneratorConfig as a dict")
+    generator_config: dict[str, Any] = Field(description="training.gan.networks.GeneratorConfig as a dict")
 
 
 class TrainingInfo(_Strict):
     commands: list[str] = []
     seeds: dict[str, int] = {}
     checkpoints: list[str] = []
-    gan_config: dict[str, Any] = Field(default={}, description="the GAN run config (training.config.to_dict)")
+    gan_config: dict[str, Any] = Field(default={}, description="the GAN run config (training.gan.config.to_dict)")
 
 
 class ExporterInfo(_Strict):
@@ -185,7 +185,7 @@ class ExporterInfo(_Strict):
     shared_weights: dict[RelativePath, RelativePath] = Field(
         default={},
         description="graph file → safetensors file of this bundle that holds some of its weights as ONNX external "
-        "data (each weight stored once; training/shared_weights.py)",
+        "data (each weight stored once; training/export/shared_weights.py)",
     )
 
 

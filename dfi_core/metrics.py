@@ -1,7 +1,7 @@
 """Reconstruction metrics shared by the training package's evaluation and the service's metric jobs.
 
 Images are [N, C, H, W] float32 in [-1, +1]; every metric maps them to [0, 1] first (clipped) and uses
-data_range 1, as `training.dfi.reconstruction_scores`. PSNR is numpy (10·log10(1/MSE) per image, the formula
+data_range 1, as `training.inversion.dfi.reconstruction_scores`. PSNR is numpy (10·log10(1/MSE) per image, the formula
 torchmetrics uses with reduction='none'); SSIM is torchmetrics' (11×11 Gaussian window), imported lazily because
 the ONNX-only API has no torch — `ssim` raises `MetricUnavailable` there, naming what to install.
 """

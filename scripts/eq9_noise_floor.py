@@ -15,7 +15,7 @@ import numpy as np
 
 from dfi_core.bundle import load_bundle
 from dfi_core.datasets import emoji_split_of
-from training.bundle_extras import _rows, direction_specs, infer_latents, load_direction_data
+from training.editing.directions import attribute_rows, bundle_latents, direction_specs, load_direction_data
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     data = load_direction_data("emoji")
     stored = np.load(data.source)
     packs = stored["pack"][np.array([emoji_split_of(g) == "train" for g in stored["group"].tolist()])]
-    latents = infer_latents(load_bundle(args.bundle), data.images, threads=1)
-    rows = _rows(data)
+    latents = bundle_latents(load_bundle(args.bundle), data.images, threads=1)
+    rows = attribute_rows(data)
     rng = np.random.default_rng(0)
 
     def eq9(index_with: np.ndarray, index_without: np.ndarray, group_of: np.ndarray) -> np.ndarray:

@@ -1,3 +1,3 @@
-from training.cli import app
+from training.cli.app import main
 
-app()
+main()

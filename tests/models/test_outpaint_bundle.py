@@ -47,8 +47,8 @@ def test_outpaint_entry(bundle) -> None:
 def test_outpaint_matches_torch(bundle) -> None:
     torch.set_num_threads(1)
     from training.datasets import load_dataset
-    from training.scgan import crop, load_outpainter
-    from training.scgan_export import PARITY_TOLERANCE, onnx_parity, parity_inputs
+    from training.export.outpaint import PARITY_TOLERANCE, onnx_parity, parity_inputs
+    from training.scgan.model import crop, load_outpainter
 
     outpainter, config = load_outpainter(bundle.path("scgan.safetensors"))
     graph = bundle.open_graph("outpaint", providers=["CPUExecutionProvider"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dfi_core.bundle import load_bundle
-from training.build_bundle import PARITY_TOLERANCE, bundle_parity
+from training.export.bundle import PARITY_TOLERANCE, bundle_parity
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 BUNDLES = sorted(p.parent for p in MODELS.glob("*/manifest.json"))
@@ -25,8 +25,8 @@ def test_shipped_bundle_verifies_and_matches_torch(folder: Path) -> None:
 
 @pytest.mark.parametrize("folder", BUNDLES, ids=[p.name for p in BUNDLES])
 def test_shipped_bundle_stores_the_connection_network_once(folder: Path) -> None:
-    """invert.onnx (D^f then CN) reads CN's weights from inverter.safetensors (training/shared_weights.py) instead
-    of embedding a second copy, so it is about as large as the D^f graph alone, not D^f + CN."""
+    """invert.onnx (D^f then CN) reads CN's weights from inverter.safetensors (training/export/shared_weights.py)
+    instead of embedding a second copy, so it is about as large as the D^f graph alone, not D^f + CN."""
     from safetensors import safe_open
 
     bundle = load_bundle(folder)

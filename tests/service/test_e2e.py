@@ -50,8 +50,8 @@ def test_http_inversion_matches_the_training_package_within_half_a_db(http: http
     import torch
 
     from dfi_core.refinement import load_refinement_generator
-    from training.build_bundle import INVERTER_FILE
-    from training.dfi import load_export_ready, reconstruction_scores
+    from training.export.bundle import INVERTER_FILE
+    from training.inversion.dfi import load_export_ready, reconstruction_scores
 
     images = fashion_test.images[:100]
     chunks = [images[i : i + 25] for i in range(0, 100, 25)]

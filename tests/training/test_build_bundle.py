@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 
 from dfi_core.bundle import BundleError, load_bundle
-from training.build_bundle import build_bundle
-from training.classifier import train_classifier
-from training.config import ClassifierTrainConfig, DataConfig, gan_config
-from training.dfi import InverterConfig, train_inverter
-from training.networks import ClassifierConfig, FeatureExtractorConfig
-from training.training_loop import train_gan
+from training.classifiers.classifier import train_classifier
+from training.classifiers.config import ClassifierTrainConfig
+from training.classifiers.networks import ClassifierConfig
+from training.datasets.config import DataConfig
+from training.export.bundle import build_bundle
+from training.gan.config import gan_config
+from training.gan.train import train_gan
+from training.inversion.dfi import InverterConfig, train_inverter
+from training.inversion.networks import FeatureExtractorConfig
 
 
 @pytest.mark.parametrize("loss", ["dcgan", "sngan"])
@@ -37,7 +40,7 @@ def test_bundle_from_checkpoints(loss: str, tmp_path: Path) -> None:
     assert max(metrics["onnx_parity_max_abs_error"].values()) <= 1e-4
     assert bundle.manifest.latent.size == 8 and bundle.manifest.image.channels == 1
     assert bundle.manifest.training.seeds == {"gan": 0, "inverter": 0}
-    from training.build_bundle import bundle_parity
+    from training.export.bundle import bundle_parity
 
     assert max(bundle_parity(folder, n=8, batch_sizes=(1, 8)).values()) <= 1e-4  # rebuilt from the bundle alone
 

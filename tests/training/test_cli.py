@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from training.cli import app
+from training.cli.app import app
 
 runner = CliRunner()
 TINY = ["--z-dim", "8", "--g-width", "8", "--d-width", "8", "--feature-dim", "16", "--batch-size", "16",
@@ -68,7 +68,7 @@ def test_folder_needs_its_options(tmp_path: Path) -> None:
 
 
 def test_recorded_command_renders_flags_as_flags() -> None:
-    from training.cli import _command_line
+    from training.cli.common import command_line as _command_line
 
     demo = typer.Typer()
     seen: list[str] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from training.cli import app
+from training.cli.app import app
 
 
 def test_cyclic_trains_on_emoji_at_its_own_shape(tmp_path: Path) -> None:

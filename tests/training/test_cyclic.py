@@ -1,12 +1,12 @@
-"""Cyclic baselines (training/cyclic.py): losses, one step, the ALI pairs, the VAE's KL, checkpoint round trip."""
+"""Cyclic baselines (training/cyclic/model.py): losses, one step, the ALI pairs, the VAE's KL, checkpoint round trip."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from training.checkpoint import save_checkpoint
-from training.cyclic import (
+from training.core.checkpoint import save_checkpoint
+from training.cyclic.model import (
     MODELS,
     CyclicConfig,
     JointDiscriminator,
@@ -91,7 +91,7 @@ def test_config_rejects_unknown_model() -> None:
 def test_cli_registered_and_rejects_bad_model(tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from training.cli import app
+    from training.cli.app import app
 
     runner = CliRunner()
     assert runner.invoke(app, ["train", "cyclic", "--help"]).exit_code == 0

@@ -18,16 +18,19 @@ import torch
 from torch.nn.utils import parametrize
 from typer.testing import CliRunner
 
-from training.cli_dfi import app
-from training.config import DataConfig, gan_config
-from training.dfi import (
+from training.cli.app import app
+from training.core.config import config_from_dict, to_dict
+from training.datasets.config import DataConfig
+from training.gan.config import gan_config
+from training.gan.model import load_generator_and_discriminator
+from training.gan.train import train_gan
+from training.inversion.dfi import (
     METHODS,
     InverterConfig,
     build_inverter,
     evaluate_reconstruction,
     fit_inverter,
     infer_latents,
-    inverter_config_from_dict,
     latent_error,
     load_export_ready,
     load_inverter,
@@ -36,8 +39,7 @@ from training.dfi import (
     read_gan_config,
     train_inverter,
 )
-from training.networks import FeatureExtractorConfig
-from training.training_loop import load_generator_and_discriminator, train_gan
+from training.inversion.networks import FeatureExtractorConfig
 
 TINY = dict(z_dim=8, g_width=8, d_width=8, feature_dim=16)
 runner = CliRunner()
@@ -170,13 +172,13 @@ def test_cross_field_errors_come_before_any_work(gans, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         train_inverter(tiny_inverter(tmp_path / "missing.safetensors"), run)
     assert not run.exists()
-    with pytest.raises(ValueError, match="not an inverter config"):
-        inverter_config_from_dict({"kind": "gan"})
+    with pytest.raises(ValueError, match="expected a .inverter. config, got kind .gan."):
+        config_from_dict(to_dict(read_gan_config(gans["dcgan"])), expected=InverterConfig)
 
 
 def test_cli_trains_and_reconstructs(gans, tmp_path: Path) -> None:
     run = tmp_path / "inv"
-    result = runner.invoke(app, ["inverter", "--gan", str(gans["dcgan"]), "--steps", "3", "--hidden", "128",
+    result = runner.invoke(app, ["train", "inverter", "--gan", str(gans["dcgan"]), "--steps", "3", "--hidden", "128",
                                  "--batch-size", "16", "--log-every", "1", "--taps", "actv7-0,last",
                                  "--pool-size", "2", "--device", "cpu", "--run-dir", str(run)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -184,7 +186,8 @@ def test_cli_trains_and_reconstructs(gans, tmp_path: Path) -> None:
     assert "inverter --gan" in command and "--method dfi" in command and "--taps actv7-0,last" in command
     assert [r["step"] for r in read_log(run)] == [0, 1, 2, 3]
 
-    result = runner.invoke(app, ["reconstruct", "--inverter", str(run / "inverter.safetensors"), "--n", "20",
+    result = runner.invoke(app, ["evaluate", "reconstruction",
+                                 "--inverter", str(run / "inverter.safetensors"), "--n", "20",
                                  "--refine-steps", "2", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "PSNR" in result.output and "dfi^opt (adam, 2 steps)" in result.output
@@ -197,12 +200,15 @@ def test_cli_trains_and_reconstructs(gans, tmp_path: Path) -> None:
 
 def test_cli_errors_are_clean(gans, tmp_path: Path) -> None:
     run = tmp_path / "inv"
-    result = runner.invoke(app, ["inverter", "--gan", str(gans["dcgan"]), "--taps", "actv3-0", "--run-dir",
+    result = runner.invoke(app, ["train", "inverter", "--gan", str(gans["dcgan"]), "--taps", "actv3-0", "--run-dir",
                                  str(run)])  # fmt: skip
     assert result.exit_code == 2 and "the discriminator has ['actv14-0', 'actv7-0', 'last']" in result.output
     assert "Traceback" not in result.output and not run.exists()
-    result = runner.invoke(app, ["inverter", "--gan", str(tmp_path / "nope.safetensors"), "--run-dir", str(run)])
+    result = runner.invoke(
+        app, ["train", "inverter", "--gan", str(tmp_path / "nope.safetensors"), "--run-dir", str(run)]
+    )
     assert result.exit_code == 2 and "does not exist" in result.output
-    result = runner.invoke(app, ["reconstruct", "--inverter", str(tmp_path / "x.safetensors"), "--refine-method",
+    result = runner.invoke(app, ["evaluate", "reconstruction",
+                                 "--inverter", str(tmp_path / "x.safetensors"), "--refine-method",
                                  "newton"])  # fmt: skip
     assert result.exit_code == 2 and "--refine-method must be one of adam, lbfgs" in result.output

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from dfi_core.bundle import DIRECTION_NAME_PATTERN, load_bundle
-from training.bundle_extras import (
+from training.editing.directions import (
     DirectionSpec,
     generator_first_layer,
     grouped_direction,
     pca_directions,
     sefa_directions,
-    store_directions,
     svm_direction,
 )
-from training.edit_eval import Judge, Target, _supervised, entanglement, flip_rate
+from training.editing.evaluate import Judge, Target, _supervised, entanglement, flip_rate
+from training.export.extras import store_directions
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.eval_bundle import check_request, evaluate_bundle, write_report
+from training.evaluation.bundle import check_request, evaluate_bundle, write_report
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-mnist"
 

@@ -12,7 +12,7 @@ from torch.nn.utils import parametrize
 
 from dfi_core.bundle import GRAPH_CONTRACT, BundleError, load_bundle
 from dfi_core.onnx_graph import OnnxGraph
-from training.export import (
+from training.export.onnx import (
     FusedInverter,
     _exportable_adaptive_pool,
     check_parity,
@@ -20,15 +20,12 @@ from training.export import (
     export_graph,
     load_refinement_generator,
 )
-from training.networks import (
+from training.gan.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from training.inversion.networks import (
     ConnectionNetwork,
     ConnectionNetworkConfig,
-    Discriminator,
-    DiscriminatorConfig,
     DiscriminatorFeatures,
     FeatureExtractorConfig,
-    Generator,
-    GeneratorConfig,
 )
 
 Z = 8

@@ -1,5 +1,5 @@
-"""Rebuilding a bundle's GAN as a checkpoint (training/gan_from_bundle.py) and scoring inverters with it
-(training/eval_inverters.py): the rebuilt G and D must reproduce the bundle's own ONNX graphs."""
+"""Rebuilding a bundle's GAN as a checkpoint (training/export/gan_from_bundle.py) and scoring inverters with it
+(training/evaluation/inverters.py): the rebuilt G and D must reproduce the bundle's own ONNX graphs."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torch
 from typer.testing import CliRunner
 
 from dfi_core.bundle import load_bundle
-from training.checkpoint import read_metadata
-from training.cli import app
-from training.dfi import load_inverter
-from training.eval_bundle import evaluate_bundle
-from training.eval_inverters import evaluate_inverters, spearman, write_inverter_report
-from training.gan_from_bundle import gan_checkpoint_from_bundle
+from training.cli.app import app
+from training.core.checkpoint import read_metadata
+from training.evaluation.bundle import evaluate_bundle
+from training.evaluation.inverters import evaluate_inverters, spearman, write_inverter_report
+from training.export.gan_from_bundle import gan_checkpoint_from_bundle
+from training.inversion.dfi import load_inverter
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-mnist"
 # Parity bound of the shipped-bundle tests (ONNX Runtime vs torch on the same weights): float32 kernel differences.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from training.metric_fd import feature_statistics, frechet_distance, frechet_distance_of_features
+from training.evaluation.fd import feature_statistics, frechet_distance, frechet_distance_of_features
 
 
 def test_identical_sets_give_zero() -> None:

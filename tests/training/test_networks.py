@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.networks import (
+from training.classifiers.networks import Classifier, ClassifierConfig
+from training.gan.networks import (
     Autoencoder,
-    Classifier,
-    ClassifierConfig,
     Discriminator,
     DiscriminatorConfig,
     Generator,
     GeneratorConfig,
     stages_for,
-)  # fmt: skip
+)
 
 EXPECTED_TAPS = {
     (1, 28, 28): {"actv14-0": (8, 14, 14), "actv7-0": (16, 7, 7), "last": (32,)},

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.loss import frozen
-from training.networks import Generator, GeneratorConfig
-from training.refine import per_sample_loss, refine
+from dfi_core.refinement import per_sample_loss, refine
+from training.core.torch_utils import frozen
+from training.gan.networks import Generator, GeneratorConfig
 
 Z = 8
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.classifier import train_classifier
-from training.config import ClassifierTrainConfig, DataConfig, gan_config
-from training.networks import ClassifierConfig
-from training.report import wall_seconds, zoo_report
-from training.training_loop import train_gan
+from training.classifiers.classifier import train_classifier
+from training.classifiers.config import ClassifierTrainConfig
+from training.classifiers.networks import ClassifierConfig
+from training.datasets.config import DataConfig
+from training.gan.config import gan_config
+from training.gan.train import train_gan
+from training.reports.pages import wall_seconds, zoo_report
 
 
 def test_wall_seconds_adds_the_segments_of_a_resumed_log() -> None:
@@ -21,7 +23,7 @@ def test_wall_seconds_adds_the_segments_of_a_resumed_log() -> None:
 def test_zoo_page_lists_every_scored_run(tmp_path: Path) -> None:
     import json
 
-    from training.evaluate import evaluate_samples
+    from training.evaluation.samples import evaluate_samples
 
     runs = tmp_path / "runs"
     cls, _ = train_classifier(
@@ -47,7 +49,7 @@ def test_inverter_curves_plot_every_run_and_refuse_a_gan_log(tmp_path: Path) -> 
     from PIL import Image
     from typer.testing import CliRunner
 
-    from training.cli import app
+    from training.cli.app import app
 
     runs = {}
     for name, scale in (("dfi", 1.0), ("enc", 2.0)):

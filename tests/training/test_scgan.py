@@ -1,11 +1,11 @@
-"""SCGAN (training/scgan.py, training/scgan_export.py): shapes, the glue operation, losses, one step, export."""
+"""SCGAN (training/scgan/, training/export/outpaint.py): shapes, the glue operation, losses, one step, export."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from training.scgan import (
+from training.scgan.model import (
     Outpainter,
     SCGANConfig,
     build_scgan,
@@ -98,7 +98,7 @@ def test_one_training_step_each_stage() -> None:
 def test_two_input_export_parity(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     from dfi_core.onnx_graph import OnnxGraph
-    from training.scgan_export import export_two_input_graph, onnx_parity, parity_inputs, save_bundle_weights
+    from training.export.outpaint import export_two_input_graph, onnx_parity, parity_inputs, save_bundle_weights
 
     torch.manual_seed(0)
     cfg = tiny()

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 
 from dfi_core.bundle import BundleError, load_bundle, write_manifest
 from dfi_core.onnx_graph import OnnxGraph
-from training.export import check_parity, export_bundle
-from training.shared_weights import share_bundle_weights, share_initializers
+from training.export.onnx import check_parity, export_bundle
+from training.export.shared_weights import share_bundle_weights, share_initializers
 
 from .test_export import build
 
@@ -23,7 +23,7 @@ SHAPE = (1, 28, 28)
 
 
 def _bundle(tmp_path: Path, norm: str = "layer") -> tuple[Path, tuple]:
-    """A tiny exported bundle plus the inverter's torch weights, as `training.build_bundle` ships them."""
+    """A tiny exported bundle plus the inverter's torch weights, as `training.export.bundle` ships them."""
     G, features, inverter = models = build(SHAPE, norm, ("actv7-0", "last"))
     folder = export_bundle(
         tmp_path, "tiny", G, features, inverter,
@@ -121,9 +121,9 @@ def test_share_initializers_needs_one_folder(tmp_path: Path) -> None:
 
 
 def test_outpaint_export_shares_weights_and_reexports_from_the_bundles_own_file(tmp_path: Path) -> None:
-    from training.checkpoint import read_metadata
-    from training.scgan import Outpainter, build_scgan
-    from training.scgan_export import add_outpaint, save_bundle_weights
+    from training.core.checkpoint import read_metadata
+    from training.export.outpaint import add_outpaint, save_bundle_weights
+    from training.scgan.model import Outpainter, build_scgan
 
     from .test_scgan import tiny
 

@@ -12,10 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.config import DataConfig, config_from_dict, gan_config, to_dict
+from training.core.config import config_from_dict, to_dict
 from training.datasets import load_dataset
-from training.loss import LOSSES, GANObjective
-from training.training_loop import build_gan, load_generator_and_discriminator, resume_gan, train_gan
+from training.datasets.config import DataConfig
+from training.gan.config import gan_config
+from training.gan.losses import LOSSES, GANObjective
+from training.gan.model import build_gan, load_generator_and_discriminator
+from training.gan.train import resume_gan, train_gan
 
 TINY = dict(z_dim=8, g_width=8, d_width=8, feature_dim=16)
 

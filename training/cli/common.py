@@ -1,0 +1,81 @@
+"""What every command module shares: the error exit, the run-folder start (command.txt), the resolved command
+line, CPU threads, NAME=PATH options and the data-set options. Library packages never import `training.cli`."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+DataOpt = Annotated[str, typer.Option("--data", help="fashion-mnist | emoji | gaussians | folder")]
+DataDirOpt = Annotated[
+    str | None, typer.Option(help="folder of the data set (Fashion-MNIST IDX files, image folder, emoji cache)")
+]
+
+
+def fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def named_paths(items: list[str], option: str) -> dict[str, Path]:
+    """`NAME=PATH` option values (repeated option) → {name: path}; fails naming the bad value or repeated name."""
+    named: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            fail(f"{option} takes NAME=PATH, got {item!r}")
+        if name in named:
+            fail(f"row name {name!r} given twice")
+        named[name] = Path(path)
+    return named
+
+
+def start_run(ctx: typer.Context, folder: Path) -> Path:
+    """Create a run folder and record the resolved command in it (command.txt), before any training starts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "command.txt").write_text(command_line(ctx) + "\n")
+    return folder
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command with every option resolved (defaults included), so a run folder says exactly what ran."""
+    names, node = [], ctx
+    while node.parent is not None:
+        names.insert(0, node.info_name or "")
+        node = node.parent
+    words = ["python", "-m", "training", *names]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or getattr(param, "param_type_name", "") != "option":
+            continue
+        if isinstance(value, bool):  # a --flag/--no-flag pair takes no value
+            flag = param.opts[0] if value else next(iter(getattr(param, "secondary_opts", [])), None)
+            words += [flag] if flag else []
+            continue
+        words += [param.opts[0], str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def shape_of(name: str, data_dir: str | None, size: int | None, channels: int | None) -> tuple[int, ...]:
+    if name == "fashion-mnist":
+        return (1, 28, 28)
+    if name == "emoji":
+        return (3, 64, 64)
+    if name == "gaussians":
+        return (2,)
+    if name == "folder":
+        if not (data_dir and size and channels):
+            fail("--data folder needs --data-dir, --size and --channels")
+        return (channels, size, size)  # type: ignore[return-value]
+    fail(f"unknown data set {name!r}; choose fashion-mnist, emoji, gaussians or folder")
+    raise AssertionError

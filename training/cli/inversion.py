@@ -1,0 +1,140 @@
+"""CLI of the inverters: train DFI and its ablations, score reconstructions (registered in training/cli/app.py).
+
+python -m training train inverter --gan runs/00003-.../checkpoints/step-010000.safetensors --method dfi
+python -m training train inverter --gan ... --method dfi --taps actv7-0,last --pool-size 4
+python -m training evaluate reconstruction --inverter runs/00007-.../inverter.safetensors --n 1000 --refine-steps 50
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from training.cli.common import command_line, fail, set_threads, start_run
+
+
+def train_inverter_command(
+    ctx: typer.Context,
+    gan: Annotated[Path, typer.Option(help="GAN checkpoint; its G and D stay frozen")],
+    method: Annotated[str, typer.Option(help="dfi | dfi_image | enc_latent | enc_image (IJCV Table 1)")] = "dfi",
+    taps: Annotated[str, typer.Option(help="comma-separated D taps forming D^f, e.g. actv7-0,last (4.7)")] = "last",
+    pool_size: Annotated[int, typer.Option(help="R: intermediate taps are average-pooled to R×R (Table 5)")] = 4,
+    depth: Annotated[int, typer.Option(help="hidden FC layers of the connection network (Table 7)")] = 2,
+    hidden: Annotated[int, typer.Option(help="connection network width (multiple of 32, ≥ 128)")] = 1024,
+    latent_loss: Annotated[str, typer.Option(help="d(z, ẑ) of eq. 5: mse | l1")] = "mse",
+    steps: int = 20_000,
+    batch_size: int = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, cosine-decayed to 0")] = 1e-3,
+    seed: int = 0,
+    log_every: int = 100,
+    sample_every: int = 2_000,
+    out: Annotated[Path, typer.Option(help="parent folder of run folders")] = Path("runs"),
+    run_dir: Annotated[Path | None, typer.Option(help="exact run folder (default: numbered under --out)")] = None,
+    device: str = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """Train an inverter of a frozen GAN; writes a self-describing run folder with inverter.safetensors."""
+    from training.core.runs import next_run_dir
+    from training.datasets import DataSourceMissing
+    from training.inversion.dfi import InverterConfig, train_inverter
+    from training.inversion.networks import FeatureExtractorConfig
+
+    set_threads(threads)
+    config = InverterConfig(
+        gan_checkpoint=str(gan), method=method, hidden=hidden, depth=depth, latent_loss=latent_loss,
+        features=FeatureExtractorConfig(tuple(t.strip() for t in taps.split(",") if t.strip()), pool_size),
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, sample_every=sample_every,
+        device=device,
+    )  # fmt: skip
+    try:
+        gan_config = config.validate()  # every cross-field error before a folder is made
+        folder = run_dir or next_run_dir(out, f"{gan_config.data.name}-{gan_config.loss.name}-{method}")
+        start_run(ctx, folder)
+        path = train_inverter(config, folder)
+    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    typer.echo(f"inverter: {path}")
+
+
+def _summary_line(name: str, scores: dict[str, Any]) -> str:
+    if "psnr_mean" not in scores:
+        return f"{name}: MSE {scores['mse_mean']:.4f} ± {scores['mse_std']:.4f}"
+    return (f"{name}: PSNR {scores['psnr_mean']:.2f} ± {scores['psnr_std']:.2f} dB, "
+            f"SSIM {scores['ssim_mean']:.4f} ± {scores['ssim_std']:.4f}")  # fmt: skip
+
+
+def _save_picture(model: Any, G: Any, data: Any, path: Path, steps: int, method: str, lr: float | None,
+                  bound: float | None) -> None:  # fmt: skip
+    """Images: the first 16 test images as input | G(ẑ) | G(ẑ_opt); points: reconstructions over the test set."""
+    import torch
+
+    from dfi_core.refinement import refine
+    from training.core.plotting import save_points
+    from training.inversion.dfi import SAMPLE_IMAGES, save_comparison
+
+    count = min(SAMPLE_IMAGES if data.is_image else 2_000, len(data))
+    x = data.batch(torch.arange(count), next(G.parameters()).device)
+    with torch.no_grad():
+        z_hat = model(x)
+        versions = [x, G(z_hat)]
+    if steps:  # Adam refines each image alone, so these are the very images the scores measured
+        z_opt, _ = refine(G, x, z_hat, steps=steps, method=method, lr=lr, bound=bound)
+        with torch.no_grad():
+            versions.append(G(z_opt))
+    if data.is_image:
+        save_comparison(versions, path)
+    else:
+        save_points(versions[-1], path, reference=x.cpu().numpy())
+
+
+def reconstruct_command(
+    ctx: typer.Context,
+    inverter: Annotated[Path, typer.Option(help="inverter checkpoint (inverter.safetensors)")],
+    n: Annotated[int, typer.Option(help="first n test images; also n fresh pairs for the latent error")] = 1_000,
+    refine_steps: Annotated[int, typer.Option(help="eq. 2 iterations from ẑ (the 'opt' variants); 0 = none")] = 0,
+    refine_method: Annotated[str, typer.Option(help="adam | lbfgs")] = "adam",
+    refine_lr: Annotated[float | None, typer.Option(help="default: 0.05 for adam, 1 for lbfgs")] = None,
+    bound: Annotated[float | None, typer.Option(help="keep refined z inside (−bound, bound) via tanh")] = None,
+    gan: Annotated[Path | None, typer.Option(help="GAN checkpoint (default: the one the inverter names)")] = None,
+    batch: int = 250,
+    seed: Annotated[int, typer.Option(help="seed of the generated pairs of the latent error")] = 0,
+    out: Annotated[Path | None, typer.Option(help="JSON result (default: reconstruction.json by the inverter)")] = None,
+    grid: Annotated[Path | None, typer.Option(help="picture (default: reconstruction.png by the inverter)")] = None,
+    device: str = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+) -> None:
+    """PSNR/SSIM of G(ẑ) against unseen test images (mean ± std over images), and after refinement."""
+    from dfi_core.refinement import METHODS
+    from training.core.torch_utils import resolve_device
+    from training.datasets import DataSourceMissing
+    from training.inversion.dfi import evaluate_reconstruction, load_inverter, load_split, read_gan_config
+
+    set_threads(threads)
+    if refine_method not in METHODS:
+        fail(f"--refine-method must be one of {', '.join(METHODS)}; got {refine_method!r}")
+    if n < 1 or batch < 1 or refine_steps < 0 or (bound is not None and bound <= 0):
+        fail("need --n ≥ 1, --batch ≥ 1, --refine-steps ≥ 0 and --bound > 0")
+    dev = resolve_device(device)
+    try:
+        model, G, _, config = load_inverter(inverter, dev, gan)
+        gan_config = read_gan_config(gan or config.gan_checkpoint)
+        data = load_split(gan_config, "test")
+        result = evaluate_reconstruction(model, G, data, n, dev, batch=batch, seed=seed, refine_steps=refine_steps,
+                                         refine_method=refine_method, refine_lr=refine_lr, bound=bound)  # fmt: skip
+    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    result = {"inverter": str(inverter), "method": config.method, "gan_checkpoint": str(gan or config.gan_checkpoint),
+              "data": gan_config.data.name, "split": "test", **result, "command": command_line(ctx)}  # fmt: skip
+    target = out or inverter.parent / "reconstruction.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2))
+
+    picture = grid or inverter.parent / "reconstruction.png"
+    _save_picture(model, G, data, picture, refine_steps, refine_method, refine_lr, bound)
+    typer.echo(_summary_line(config.method, result))
+    if refine_steps:
+        typer.echo(_summary_line(f"{config.method}^opt ({refine_method}, {refine_steps} steps)", result["refined"]))
+    typer.echo(f"results: {target}, picture: {picture}")

@@ -1,0 +1,71 @@
+"""`report zoo | curves | dfi | gaussians | dfeatures`: result pages under docs/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.cli.common import fail, named_paths, set_threads
+
+
+def report_gaussians_command(
+    runs: Path = Path("runs/gaussians"), docs: Path = Path("docs/results/gaussians"), name: str = "gaussians"
+) -> None:
+    """IJCV Fig. 7: modes each inverter recovers on the 8-Gaussians test set → DOCS/NAME.{json,png}."""
+    from training.reports.gaussians import run
+
+    result = run(runs, docs, name)
+    typer.echo(json.dumps({m: {k: v for k, v in r.items() if k != "per_mode"} for m, r in result["methods"].items()}))
+
+
+def report_dfeatures_command(
+    bundle: Path = Path("models/fashion-mnist"), out: Path = Path("docs/results/dfeatures"), n: int = 2000
+) -> None:
+    """IJCV Fig. 17: PCA of D^f for real vs generated images, and a linear probe's accuracy at separating them."""
+    from training.reports.dfeatures import dfeatures
+
+    typer.echo(json.dumps(dfeatures(bundle, out, n)))
+
+
+def report_zoo_command(
+    runs: Annotated[Path, typer.Option(help="folder holding the zoo's run folders")] = Path("runs/zoo"),
+    docs: Annotated[Path, typer.Option(help="docs folder: writes zoo.md and zoo/*.png")] = Path("docs"),
+) -> None:
+    """docs/zoo.md: sample grids, loss curves and the sample-FD table of every scored run."""
+    from training.reports.pages import zoo_report
+
+    if not runs.is_dir():
+        fail(f"no run folder {runs}; train the zoo first: bash scripts/train_zoo.sh")
+    typer.echo(str(zoo_report(runs, docs)))
+
+
+def report_curves_command(
+    run: Annotated[list[str], typer.Option(help="NAME=RUN_DIR of an inverter run; repeat per curve")],
+    out: Annotated[Path, typer.Option(help="PNG to write")],
+) -> None:
+    """Training curves of inverter runs: held-out latent error and image MSE against the step."""
+    from training.reports.pages import plot_inverter_curves
+
+    runs = named_paths(run, "--run")
+    try:
+        typer.echo(str(plot_inverter_curves(runs, out)))
+    except ValueError as error:
+        fail(str(error))
+
+
+def report_dfi_command(
+    inverter: Annotated[list[Path], typer.Option(help="inverter checkpoints (repeat the option), one per method")],
+    classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the data set")],
+    docs: Path = Path("docs"),
+    n: int = 1000,
+    refine_steps: int = 50,
+    threads: int | None = None,
+) -> None:
+    """docs/dfi.md: every method with and without refinement on n unseen test images, and a reconstruction grid."""
+    from training.reports.pages import dfi_report
+
+    set_threads(threads)
+    typer.echo(str(dfi_report(inverter, classifier, docs, n, refine_steps)))

@@ -1,0 +1,168 @@
+"""Add the optional parts of a bundle to an existing one: the data set's classifier graph and named directions.
+
+    python -m training export classifier --bundle models/fashion-mnist --classifier CLS/classifier.safetensors
+    python -m training export directions --bundle models/fashion-mnist --kinds eq9,svm,pca,sefa
+
+Both rewrite manifest.json (sha256 of every file) and record their command in `training.commands`. The
+direction maths (eq. 9, SVM, PCA, SeFa) is `training.editing.directions`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dfi_core.bundle import OPTIONAL_GRAPHS, Bundle, load_bundle, write_manifest
+from training.classifiers.classifier import load_classifier
+from training.editing.directions import (
+    DIRECTION_KINDS,
+    DirectionSpec,
+    attribute_rows,
+    bundle_latents,
+    class_names_of,
+    direction_specs,
+    generator_first_layer,
+    grouped_direction,
+    load_direction_data,
+    pca_directions,
+    sefa_directions,
+    spec_sides,
+    svm_direction,
+)
+from training.export.onnx import export_graph
+
+CLASSIFIER_PARITY_TOLERANCE = 1e-4  # the same bound as every other shipped graph
+
+
+def _add_command(values: dict[str, Any], command: str | None, replaces: str | None = None) -> None:
+    """Record `command`; drop an identical earlier one, and every earlier one starting with `replaces`."""
+    if command:
+        kept = [c for c in values["training"]["commands"] if c != command and not (replaces and c.startswith(replaces))]
+        values["training"]["commands"] = kept + [command]
+
+
+def add_classifier(bundle_dir: Path, classifier_checkpoint: Path, command: str | None = None) -> Bundle:
+    """Export the classifier as `classifier.onnx` (image → logits), parity-check it, register it."""
+    bundle = load_bundle(bundle_dir)
+    model, config = load_classifier(classifier_checkpoint)
+    shape = bundle.manifest.image.shape
+    if tuple(config.model.shape) != shape:
+        raise ValueError(f"classifier input {tuple(config.model.shape)} ≠ bundle image {shape}")
+    file, input_name, output_name = OPTIONAL_GRAPHS["classifier"]
+    path = export_graph(model, torch.zeros(2, *shape), bundle_dir / file, input_name, output_name)
+    values = bundle.manifest.model_dump(mode="json")
+    classes = config.class_names if hasattr(config, "class_names") else None
+    classes = classes or class_names_of(bundle.manifest.dataset.name)
+    values["dataset"]["class_names"] = classes
+    values["graphs"]["classifier"] = {
+        "file": file,
+        "input": {"name": input_name, "shape": ["batch", *shape]},
+        "output": {"name": output_name, "shape": ["batch", len(classes)]},
+        "opset": bundle.manifest.exporter.opset,
+    }
+    _add_command(values, command)
+    bundle = Bundle(bundle_dir, write_manifest(bundle_dir, values))
+    x = torch.rand(64, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    graph = bundle.open_graph("classifier", providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        error = float(np.abs(graph(x.numpy()) - model(x).numpy()).max())
+    if error > CLASSIFIER_PARITY_TOLERANCE:
+        raise RuntimeError(f"{path}: ONNX Runtime differs from torch by {error:.2e} > {CLASSIFIER_PARITY_TOLERANCE}")
+    return bundle
+
+
+def _store(folder: Path, values: dict[str, Any], name: str, vector: np.ndarray, description: str, method: str,
+           counts: dict[str, int]) -> None:  # fmt: skip
+    np.save(folder / f"{name}.npy", vector.astype(np.float32))
+    values["directions"][name] = {"file": f"directions/{name}.npy", "description": description, "method": method,
+                                  "counts": counts}  # fmt: skip
+
+
+def _check_kinds(kinds: tuple[str, ...]) -> None:
+    if not kinds or set(kinds) - set(DIRECTION_KINDS):
+        raise ValueError(f"direction kinds must be among {DIRECTION_KINDS}, got {kinds}")
+
+
+def add_directions(
+    bundle_dir: Path,
+    command: str | None = None,
+    kinds: tuple[str, ...] = DIRECTION_KINDS,
+    n_components: int = 5,
+    threads: int | None = None,
+) -> tuple[Bundle, dict[str, dict[str, Any]]]:
+    """Compute the data set's named directions on its train split and store them in the bundle (replacing all).
+
+    kinds: any of eq9, svm, pca, sefa. Returns the bundle and, per direction, its counts (and SVM accuracy).
+    """
+    _check_kinds(kinds)
+    bundle = load_bundle(bundle_dir)
+    dataset = bundle.manifest.dataset.name
+    specs = direction_specs(dataset)
+    data = load_direction_data(dataset)
+    latents = bundle_latents(bundle, data.images, threads=threads)
+    return store_directions(bundle, latents, attribute_rows(data), specs, kinds, n_components, command)
+
+
+def store_directions(
+    bundle: Bundle,
+    latents: np.ndarray,
+    rows: list[dict[str, Any]],
+    specs: list[DirectionSpec],
+    kinds: tuple[str, ...] = DIRECTION_KINDS,
+    n_components: int = 5,
+    command: str | None = None,
+) -> tuple[Bundle, dict[str, dict[str, Any]]]:
+    """Compute the directions of `kinds` from latents [N, |z|] and their label rows; replace the bundle's set."""
+    _check_kinds(kinds)
+    bundle_dir = bundle.folder
+    values = bundle.manifest.model_dump(mode="json")
+    values["directions"] = {}
+    folder = bundle_dir / "directions"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.npy"):
+        old.unlink()
+    summary: dict[str, dict[str, Any]] = {}
+    eq9 = {spec.name: grouped_direction(latents, rows, spec) for spec in specs}
+    mean_norm = float(np.mean([np.linalg.norm(v) for v, _ in eq9.values()]))
+    if "eq9" in kinds:
+        for spec in specs:
+            vector, counts = eq9[spec.name]
+            _store(folder, values, spec.name, vector, spec.description,
+                   "IJCV eq. 9 (grouped mean ẑ difference, train split)", counts)  # fmt: skip
+            summary[spec.name] = counts
+    if "svm" in kinds:
+        for spec in specs:
+            with_, without = spec_sides(rows, spec)
+            unit, solver, accuracy = svm_direction(latents[with_], latents[without])
+            norm = float(np.linalg.norm(eq9[spec.name][0]))
+            name = f"svm_{spec.name}"
+            counts = {"with": len(with_), "without": len(without)}
+            description = (f"linear-SVM counterpart of '{spec.name}' (the same two sets, no grouping): unit normal "
+                           f"of the hyperplane separating their ẑ (train accuracy {accuracy:.3f}), scaled to the norm "
+                           f"of eq. 9 '{spec.name}' ({norm:.3f})")  # fmt: skip
+            _store(folder, values, name, unit * norm, description,
+                   f"linear SVM normal (InterFaceGAN; {solver}), train split", counts)  # fmt: skip
+            summary[name] = {**counts, "train_accuracy": round(accuracy, 4)}
+    if "pca" in kinds:
+        components, ratio = pca_directions(latents, n_components)
+        for i, (unit, r) in enumerate(zip(components, ratio, strict=True)):
+            counts = {"latents": len(latents), "component": i}
+            _store(folder, values, f"pca_{i}", unit * mean_norm, f"principal component {i} of the train split's ẑ "
+                   f"({100 * r:.1f} % of the variance); unit vector scaled to the mean eq. 9 norm ({mean_norm:.3f})",
+                   "PCA of inferred latents (GANSpace-style, unsupervised), train split", counts)  # fmt: skip
+            summary[f"pca_{i}"] = {**counts, "variance_ratio": round(float(r), 4)}
+    if "sefa" in kinds:
+        weight = generator_first_layer(bundle)
+        components, eigenvalues = sefa_directions(weight, n_components)
+        for i, (unit, e) in enumerate(zip(components, eigenvalues, strict=True)):
+            counts = {"component": i, "weight_rows": int(weight.shape[0])}
+            _store(folder, values, f"sefa_{i}", unit * mean_norm, f"eigenvector {i} of AᵀA (eigenvalue {e:.3g}), A = "
+                   "G's first Linear layer with its BatchNorm scale folded in; unit vector scaled to the mean eq. 9 "
+                   f"norm ({mean_norm:.3f})", "SeFa (closed-form factorisation of G's first layer, unsupervised)",
+                   counts)  # fmt: skip
+            summary[f"sefa_{i}"] = {**counts, "eigenvalue": round(float(e), 4)}
+    _add_command(values, command, replaces="python -m training export directions")
+    return Bundle(bundle_dir, write_manifest(bundle_dir, values)), summary

@@ -1,0 +1,357 @@
+"""Export a trained DFI model as a bundle (`dfi_core.bundle`): three ONNX graphs, G's weights, a manifest.
+
+Graphs (fixed names, dynamic batch axis "batch"; see `dfi_core.bundle.GRAPH_CONTRACT`):
+    invert                  image [batch, C, H, W] → z [batch, |z|]      D^f then the connection network, fused
+    generator               z [batch, |z|] → image [batch, C, H, W]
+    discriminator_features  image [batch, C, H, W] → features [batch, F] D^f
+
+Exporter: torch 2.13's dynamo exporter (`torch.onnx.export(..., dynamo=True)`) needs `onnxscript`, which is not
+a dependency here, so the TorchScript-based exporter (`dynamo=False`) is used. Two things it cannot export are
+rewritten on a private copy of each module, never on the caller's:
+  * spectral norm (torch.nn.utils.parametrizations): eval-mode sigma uses `aten::vdot`, which has no ONNX
+    symbolic. The parametrised weights are folded (W / sigma with the stored u, v — exactly what eval mode
+    computes) into plain parameters.
+  * adaptive average pooling to a size that does not divide the input (D^f's R×R pooling of a 14×14 or 7×7 map
+    at R = 4): the exporter refuses it. During export `adaptive_avg_pool2d` is computed as two matrix products
+    with the same averaging windows (start = ⌊iH/R⌋, end = ⌈(i+1)H/R⌉).
+
+ONNX cannot give gradients, so `generator.safetensors` holds G's state_dict and its config JSON for torch-side
+latent refinement (the paper's DFI^opt); `load_refinement_generator` rebuilds G from that file alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn.utils import parametrize
+
+from dfi_core.bundle import (
+    BATCH_DIM,
+    FORMAT_VERSION,
+    GRAPH_CONTRACT,
+    PREPROCESSING,
+    REFINEMENT_FILE,
+    REFINEMENT_FORMAT,
+    Bundle,
+    load_bundle,
+    write_manifest,
+)
+from dfi_core.refinement import load_refinement_generator
+from training.gan.networks import Generator
+from training.inversion.networks import ConnectionNetwork, DiscriminatorFeatures
+
+DEFAULT_OPSET = 17
+EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based; the dynamo exporter needs onnxscript)"
+
+
+class FusedInverter(nn.Module):
+    """invert = CN ∘ D^f: image [N, C, H, W] → ẑ [N, |z|]."""
+
+    def __init__(self, features: DiscriminatorFeatures, connection: ConnectionNetwork) -> None:
+        super().__init__()
+        self.features, self.connection = features, connection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.connection(self.features(x))
+
+
+# --------------------------------------------------------------------------------------------------- rewriting
+
+
+def _fold_parametrizations(module: nn.Module) -> nn.Module:
+    """A deep copy of `module` in eval mode with every parametrisation (spectral norm) folded into a plain tensor.
+
+    torch's deepcopy of a parametrised module keeps the shared `Parametrized<Cls>` class, and
+    `remove_parametrizations` deletes the property from that class — which would break the caller's module —
+    so each copied module gets a private class first.
+    """
+    plain = copy.deepcopy(module).eval()
+    with torch.no_grad():
+        for sub in plain.modules():
+            if not parametrize.is_parametrized(sub):
+                continue
+            cls = type(sub)
+            private = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+            sub.__class__ = type(cls.__name__, cls.__bases__, private)
+            for name in list(sub.parametrizations.keys()):
+                parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
+    plain.requires_grad_(False)
+    return plain
+
+
+def _pool_matrix(size_in: int, size_out: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[size_out, size_in] averaging weights of adaptive pooling along one axis."""
+    matrix = torch.zeros(size_out, size_in, dtype=dtype, device=device)
+    for i in range(size_out):
+        start, end = (i * size_in) // size_out, -((-(i + 1) * size_in) // size_out)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+@contextlib.contextmanager
+def _exportable_adaptive_pool() -> Iterator[None]:
+    """Within the block, `F.adaptive_avg_pool2d` to a non-dividing size is computed by matrix products."""
+    original = nn.functional.adaptive_avg_pool2d
+
+    def pool(x: torch.Tensor, output_size: Any) -> torch.Tensor:
+        with warnings.catch_warnings():  # the spatial size is fixed per model: baking it into the graph is right
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            height, width = int(x.shape[-2]), int(x.shape[-1])
+        out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        out_h, out_w = out_h or height, out_w or width
+        if height % out_h == 0 and width % out_w == 0:
+            return original(x, (out_h, out_w))  # the exporter handles the dividing case (AveragePool)
+        rows = _pool_matrix(height, out_h, x.dtype, x.device)
+        cols = _pool_matrix(width, out_w, x.dtype, x.device)
+        return torch.matmul(torch.matmul(rows, x), cols.t())
+
+    nn.functional.adaptive_avg_pool2d = pool
+    try:
+        yield
+    finally:
+        nn.functional.adaptive_avg_pool2d = original
+
+
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode and no grad inside the block; each module's training flag is restored after."""
+    flags = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, flag in zip(modules, flags, strict=True):
+            m.train(flag)
+
+
+# ------------------------------------------------------------------------------------------------------ export
+
+
+def export_graph(
+    module: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    path: str | Path,
+    input_name: str | tuple[str, ...],
+    output_name: str,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export `module` (evaluated in eval mode; the caller's module is not changed) to ONNX at `path`.
+
+    One output and one or more inputs (a tuple of examples with a tuple of names, as SCGAN's patch + z_edge), all
+    with fixed names and a dynamic batch axis named "batch"; checked by `onnx.checker`. Each example is a CPU
+    batch of at least 2, the same for every input (a batch of 1 could let the tracer bake size-1 shapes).
+    """
+    examples = example if isinstance(example, tuple) else (example,)
+    input_names = input_name if isinstance(input_name, tuple) else (input_name,)
+    if len(examples) != len(input_names):
+        raise ValueError(f"{len(examples)} example(s) for input names {list(input_names)}")
+    if any(e.dim() < 1 or e.shape[0] < 2 for e in examples) or len({e.shape[0] for e in examples}) > 1:
+        raise ValueError(f"export examples need one batch of ≥ 2, got shapes {[list(e.shape) for e in examples]}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = _fold_parametrizations(module).cpu()
+    args = tuple(e.detach().cpu() for e in examples)
+    with _exportable_adaptive_pool(), torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "dynamo=False is deprecated"
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        # GroupNorm's degenerate-size check (torch.nn.functional._verify_batch_size) only ever raises.
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
+        torch.onnx.export(
+            plain,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=[output_name],
+            dynamic_axes={name: {0: BATCH_DIM} for name in (*input_names, output_name)},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+        reference = plain(*args)
+    model = onnx.load(str(path))
+    # The tracer's shape inference leaves some output dims symbolic (e.g. after ConvTranspose); all but the
+    # batch axis are fixed by the architecture, so write them down from a real forward pass.
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) != reference.dim():
+        raise RuntimeError(f"{path}: output rank {len(dims)} ≠ torch's {reference.dim()}")
+    for axis, dim in enumerate(dims):
+        if axis == 0:
+            dim.dim_param = BATCH_DIM
+        else:
+            dim.dim_value = int(reference.shape[axis])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    if names != (list(input_names), [output_name]):
+        raise RuntimeError(f"{path}: exported graph has inputs/outputs {names}, expected {input_names} → {output_name}")
+    return path
+
+
+def _graph_shapes(path: Path) -> tuple[list[int | str], list[int | str]]:
+    """Input and output shapes of a one-input, one-output ONNX file (dynamic dims by name)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def dims(value: onnx.ValueInfoProto) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    return dims(graph.input[0]), dims(graph.output[0])
+
+
+def save_refinement_generator(path: str | Path, generator: Generator, gan_config: dict[str, Any] | None = None) -> Path:
+    """G's state_dict + `generator_config` (and optionally the GAN config) as JSON in the safetensors metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    metadata = {
+        "format": REFINEMENT_FORMAT,
+        "generator_config": json.dumps(asdict(generator.cfg)),
+        "gan_config": json.dumps(gan_config or {}),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+    return Path(path)
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def export_bundle(
+    out_dir: str | Path,
+    name: str,
+    generator: Generator,
+    features: DiscriminatorFeatures,
+    inverter: nn.Module,
+    *,
+    dataset: dict[str, Any],
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    gan_config: dict[str, Any],
+    opset: int = DEFAULT_OPSET,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write the bundle folder `out_dir/name` and return its path.
+
+    inverter: any module mapping images [N, C, H, W] → z [N, |z|] (e.g. `FusedInverter(features, CN)`).
+    dataset: {name, split, license}; training: {commands, seeds, checkpoints} (gan_config is added to it);
+    metrics: free-form. The folder is built next to its destination and moved there when complete.
+    """
+    shape, z_dim = tuple(generator.cfg.shape), generator.cfg.z_dim
+    if len(shape) != 3:
+        raise ValueError(f"bundles hold image models [C, H, W]; the generator makes shape {shape}")
+    out_dir = Path(out_dir)
+    final = out_dir / name
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"bundle folder {final} exists (pass overwrite=True to replace it)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
+    try:
+        with _eval_mode(generator, features, inverter):
+            z = torch.randn(2, z_dim, generator=torch.Generator().manual_seed(seed))
+            device = next(generator.parameters()).device
+            images = generator(z.to(device)).cpu()
+        examples = {"invert": images, "generator": z, "discriminator_features": images}
+        modules = {"invert": inverter, "generator": generator, "discriminator_features": features}
+        graphs = {}
+        for graph, (file, input_name, output_name) in GRAPH_CONTRACT.items():
+            path = export_graph(modules[graph], examples[graph], tmp / file, input_name, output_name, opset)
+            in_shape, out_shape = _graph_shapes(path)
+            graphs[graph] = {
+                "file": file,
+                "input": {"name": input_name, "shape": in_shape},
+                "output": {"name": output_name, "shape": out_shape},
+                "opset": opset,
+            }
+        save_refinement_generator(tmp / REFINEMENT_FILE, generator, gan_config)
+        versions = _versions()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "dataset": dataset,
+            "image": {"channels": shape[0], "height": shape[1], "width": shape[2], "preprocessing": PREPROCESSING},
+            "latent": {"size": z_dim, "prior": {"distribution": "normal", "mean": 0.0, "std": 1.0}},
+            "graphs": graphs,
+            "refinement": {"file": REFINEMENT_FILE, "format": "safetensors", "generator_config": asdict(generator.cfg)},
+            "training": {**training, "gan_config": gan_config},
+            "metrics": metrics,
+            "exporter": {**versions, "exporter": EXPORTER, "opset": opset},
+            "directions": {},
+        }
+        write_manifest(tmp, manifest)
+        load_bundle(tmp)  # round trip: the bundle is valid before it takes its final name
+        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp and safetensors create owner-only modes; the service may not
+            path.chmod(0o755 if path.is_dir() else 0o644)  # run as the exporting user
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# ------------------------------------------------------------------------------------------------------ parity
+
+
+def check_parity(
+    bundle_dir: str | Path,
+    generator: Generator,
+    features: DiscriminatorFeatures,
+    inverter: nn.Module,
+    n: int = 64,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    seed: int = 0,
+) -> dict[str, float]:
+    """Max |ONNX Runtime (CPU) − torch| per graph over `n` inputs, run at each batch size.
+
+    Inputs look like real ones: z ~ N(0, I) for the generator, G(z) for the image graphs. torch runs the
+    caller's modules in eval mode (spectral norm unfolded), so this also checks the export-time rewrites.
+    """
+    bundle: Bundle = load_bundle(bundle_dir)
+    z = torch.randn(n, bundle.manifest.latent.size, generator=torch.Generator().manual_seed(seed))
+    modules = {"invert": inverter, "generator": generator, "discriminator_features": features}
+    with _eval_mode(generator, features, inverter):
+        device = next(generator.parameters()).device
+        images = generator(z.to(device))
+        inputs = {"invert": images, "generator": z.to(device), "discriminator_features": images}
+        expected = {graph: modules[graph](inputs[graph]).cpu().numpy() for graph in GRAPH_CONTRACT}
+    errors: dict[str, float] = {}
+    for graph in GRAPH_CONTRACT:
+        session = bundle.open_graph(graph, providers=["CPUExecutionProvider"])
+        array = inputs[graph].cpu().numpy().astype(np.float32)
+        worst = 0.0
+        for batch in batch_sizes:
+            outputs = [session(array[i : i + batch]) for i in range(0, n, batch)]
+            worst = max(worst, float(np.abs(np.concatenate(outputs) - expected[graph]).max()))
+        errors[graph] = worst
+    return errors
+
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "EXPORTER",
+    "FusedInverter",
+    "check_parity",
+    "export_bundle",
+    "export_graph",
+    "load_refinement_generator",
+    "save_refinement_generator",
+]
