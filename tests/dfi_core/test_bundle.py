@@ -1,6 +1,6 @@
 """Bundle format and ONNX Runtime wrapper, without torch: tiny hand-built ONNX graphs with the bundle's contract.
 
-(The torch export of real networks into bundles is tested in tests/training/test_export.py.)
+(The torch export of real networks into bundles is tested in tests/training/export/test_onnx.py.)
 """
 
 from __future__ import annotations

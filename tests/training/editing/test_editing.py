@@ -23,7 +23,7 @@ from training.editing.directions import (
 from training.editing.evaluate import Judge, Target, _supervised, entanglement, flip_rate
 from training.export.extras import store_directions
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 def test_eq9_grouped_mean_cancels_what_differs_between_groups() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from training.evaluation.bundle import check_request, evaluate_bundle, write_report
 
-BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-mnist"
+BUNDLE = Path(__file__).resolve().parents[3] / "models" / "fashion-mnist"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from training.evaluation.inverters import evaluate_inverters, spearman, write_in
 from training.export.gan_from_bundle import gan_checkpoint_from_bundle
 from training.inversion.dfi import load_inverter
 
-BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-mnist"
+BUNDLE = Path(__file__).resolve().parents[3] / "models" / "fashion-mnist"
 # Parity bound of the shipped-bundle tests (ONNX Runtime vs torch on the same weights): float32 kernel differences.
 TOLERANCE = 1e-4
 

@@ -13,10 +13,9 @@ from safetensors.torch import save_file
 
 from dfi_core.bundle import BundleError, load_bundle, write_manifest
 from dfi_core.onnx_graph import OnnxGraph
+from tests.training.export.test_onnx import build
 from training.export.onnx import check_parity, export_bundle
 from training.export.shared_weights import share_bundle_weights, share_initializers
-
-from .test_export import build
 
 CPU = ["CPUExecutionProvider"]
 SHAPE = (1, 28, 28)
@@ -121,11 +120,10 @@ def test_share_initializers_needs_one_folder(tmp_path: Path) -> None:
 
 
 def test_outpaint_export_shares_weights_and_reexports_from_the_bundles_own_file(tmp_path: Path) -> None:
+    from tests.training.scgan.test_scgan import tiny
     from training.core.checkpoint import read_metadata
     from training.export.outpaint import add_outpaint, save_bundle_weights
     from training.scgan.model import Outpainter, build_scgan
-
-    from .test_scgan import tiny
 
     folder, _ = _bundle(tmp_path)
     torch.manual_seed(0)
