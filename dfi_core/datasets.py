@@ -31,7 +31,7 @@ FASHION_MNIST_HINT = (
     "$FASHION_MNIST_DIR at a folder with the four *-ubyte.gz files of the data set's release"
 )
 EMOJI_HINT = "run `python -m training data prepare emoji` (fetches the npm packs, decodes them once)"
-DATASETS = ("fashion-mnist", "emoji")
+SERVED_DATASETS = ("fashion-mnist", "emoji")  # the data sets a bundle can name (their test splits are read here)
 
 
 class DataSourceMissing(FileNotFoundError):
@@ -129,4 +129,4 @@ def load_split(name: str, split: str = "test") -> ImageSplit:
         return load_fashion_mnist(split)
     if name == "emoji":
         return load_emoji(split)
-    raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    raise ValueError(f"unknown data set {name!r}; known: {', '.join(SERVED_DATASETS)}")

@@ -110,7 +110,7 @@ def reconstruct_command(
     from dfi_core.refinement import METHODS
     from training.core.torch_utils import resolve_device
     from training.datasets import DataSourceMissing
-    from training.inversion.dfi import evaluate_reconstruction, load_inverter, load_split, read_gan_config
+    from training.inversion.dfi import evaluate_reconstruction, load_gan_split, load_inverter, read_gan_config
 
     set_threads(threads)
     if refine_method not in METHODS:
@@ -121,7 +121,7 @@ def reconstruct_command(
     try:
         model, G, _, config = load_inverter(inverter, dev, gan)
         gan_config = read_gan_config(gan or config.gan_checkpoint)
-        data = load_split(gan_config, "test")
+        data = load_gan_split(gan_config, "test")
         result = evaluate_reconstruction(model, G, data, n, dev, batch=batch, seed=seed, refine_steps=refine_steps,
                                          refine_method=refine_method, refine_lr=refine_lr, bound=bound)  # fmt: skip
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:

@@ -21,7 +21,7 @@ from training.core.checkpoint import read_metadata
 from training.evaluation.samples import score_inversion
 from training.export.onnx import check_parity, export_bundle
 from training.export.shared_weights import share_bundle_weights
-from training.inversion.dfi import load_export_ready, load_inverter, load_split, read_gan_config
+from training.inversion.dfi import load_export_ready, load_gan_split, load_inverter, read_gan_config
 
 INVERTER_FILE = "inverter.safetensors"
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime − torch| the DFI issue sets for every shipped graph
@@ -57,7 +57,7 @@ def build_bundle(
     inverter, G, _, inv_config = load_inverter(inverter_checkpoint, "cpu", gan_checkpoint)
     classifier, _ = load_classifier(classifier_checkpoint)
     gan_config = read_gan_config(gan_checkpoint)
-    test = load_split(gan_config, "test")
+    test = load_gan_split(gan_config, "test")
     scores = score_inversion(inverter, G, classifier, test, n=n, refine_steps=refine_steps)
     scores.pop("reconstructions")
     metrics = {

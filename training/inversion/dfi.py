@@ -191,7 +191,8 @@ def image_loss(G: nn.Module, z_hat: torch.Tensor, x: torch.Tensor) -> torch.Tens
     return F.mse_loss(G(z_hat), x)
 
 
-def load_split(gan: GANConfig, split: str) -> Dataset:
+def load_gan_split(gan: GANConfig, split: str) -> Dataset:
+    """The `split` of the data set the GAN was trained on (a `Dataset` of torch tensors)."""
     return load_dataset(gan.data.name, split, gan.data.data_dir, gan.data.size, gan.data.channels)
 
 
@@ -250,8 +251,8 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
     """Train the inverter of `config.method`; returns (checkpoint path, the trained inverter in eval mode)."""
     gan = config.validate()
     device = resolve_device(config.device)
-    test = load_split(gan, "test")
-    train = None if config.uses_latent_loss else load_split(gan, "train")
+    test = load_gan_split(gan, "test")
+    train = None if config.uses_latent_loss else load_gan_split(gan, "train")
     G, D, _ = load_generator_and_discriminator(config.gan_checkpoint, str(device))
     z_dim = gan.generator.z_dim
     torch.manual_seed(config.seed)  # only module initialisation (CN, the enc_* encoder) draws from the global RNG

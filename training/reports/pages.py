@@ -201,14 +201,14 @@ def dfi_report(
     from training.classifiers.classifier import load_classifier
     from training.core.plotting import save_grid
     from training.evaluation.samples import score_inversion
-    from training.inversion.dfi import load_inverter, load_split
+    from training.inversion.dfi import load_gan_split, load_inverter
 
     classifier, _ = load_classifier(classifier_path)
     results, grids, data_name = {}, {}, ""
     for path in inverters:
         torch.manual_seed(0)
         inverter, G, _, config = load_inverter(path)
-        test = load_split(_gan_of(config.gan_checkpoint), "test")
+        test = load_gan_split(_gan_of(config.gan_checkpoint), "test")
         data_name = test.name
         scores = score_inversion(inverter, G, classifier, test, n=n, refine_steps=refine_steps)
         recon = scores.pop("reconstructions")

@@ -158,7 +158,7 @@ def build_patch_gan(cfg: SCGANConfig) -> tuple[Generator, Discriminator]:
     return G, D
 
 
-def build_inverter(cfg: SCGANConfig, D_center: Discriminator) -> Inverter:
+def build_patch_inverter(cfg: SCGANConfig, D_center: Discriminator) -> Inverter:
     features = DiscriminatorFeatures(D_center, FeatureExtractorConfig(taps=("last",)))
     cn = ConnectionNetwork(ConnectionNetworkConfig(features.out_dim, cfg.z_center, cfg.cn_hidden, cfg.cn_depth))
     return Inverter(features, cn, frozen_features=True)
@@ -174,7 +174,7 @@ def build_scgan(cfg: SCGANConfig) -> dict[str, nn.Module]:
     return {
         "G_center": G_center,
         "D_center": D_center,
-        "inverter": build_inverter(cfg, D_center),
+        "inverter": build_patch_inverter(cfg, D_center),
         "G_full": build_full_generator(cfg),
         "D_full": SCGANDiscriminator(cfg),
     }

@@ -33,9 +33,9 @@ from training.inversion.dfi import (
     infer_latents,
     latent_error,
     load_export_ready,
+    load_gan_split,
     load_inverter,
     load_inverter_module,
-    load_split,
     read_gan_config,
     train_inverter,
 )
@@ -110,7 +110,7 @@ def test_checkpoint_rebuilds_the_inverter_alone(loss: str, method: str, gans, tm
     taps = ("actv7-0", "last") if loss == "dcgan" else ("last",)  # a pooled intermediate tap too (sec. 4.7)
     config = tiny_inverter(gan_copy, method, steps=5, features=FeatureExtractorConfig(taps, pool_size=2))
     path, trained = fit_inverter(config, tmp_path / "run", quiet=True)
-    x = load_split(read_gan_config(gan_copy), "test").batch(torch.arange(64))
+    x = load_gan_split(read_gan_config(gan_copy), "test").batch(torch.arange(64))
     expected = infer_latents(trained, x)
 
     gan_copy.unlink()  # the inverter checkpoint alone must do: the GAN's config and D's weights travel in it
@@ -131,7 +131,7 @@ def test_export_ready_bakes_spectral_norm(gans, tmp_path: Path) -> None:
     baked = load_export_ready(path)
     assert any(parametrize.is_parametrized(m) for m in trained.modules())
     assert not any(parametrize.is_parametrized(m) for m in baked.modules())
-    x = load_split(read_gan_config(gans["sngan"]), "test").batch(torch.arange(16))
+    x = load_gan_split(read_gan_config(gans["sngan"]), "test").batch(torch.arange(16))
     torch.testing.assert_close(baked(x), trained(x), rtol=0, atol=1e-6)
 
 
@@ -148,7 +148,7 @@ def test_load_inverter_returns_frozen_models_and_checks_the_gan(gans, tmp_path: 
 def test_evaluate_reconstruction_ranges_and_refinement_gain(gans, tmp_path: Path) -> None:
     _, trained = fit_inverter(tiny_inverter(gans["dcgan"], "dfi", steps=30), tmp_path, quiet=True)
     G, _, _ = load_generator_and_discriminator(gans["dcgan"])
-    test = load_split(read_gan_config(gans["dcgan"]), "test")
+    test = load_gan_split(read_gan_config(gans["dcgan"]), "test")
     result = evaluate_reconstruction(trained, G, test, n=20, device="cpu", batch=8, refine_steps=50)
     assert result["n"] == 20
     assert 0 < result["psnr_mean"] < 60 and result["psnr_std"] > 0
