@@ -1,11 +1,18 @@
-"""Shared fixtures. Tests run single-threaded torch: CI has two cores and parallel BLAS threads only add noise."""
+"""Shared fixtures. Tests run single-threaded torch: CI has two cores and parallel BLAS threads only add noise.
+
+torch is optional here: the service's slim API image has none, and its tests (tests/service, tests/dfi_core) must
+collect and run without it; only the training tests need it."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import importlib.util
 
-torch.set_num_threads(1)
+import pytest
+
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Measured evaluation of an SCGAN on unseen test images (numbers for docs/results/scgan.md, figures beside it).
 
-    python -m training.scgan.evaluate --scgan runs/scgan/fashion-mnist/scgan.safetensors \
+    python -m training evaluate scgan --scgan runs/scgan/fashion-mnist/scgan.safetensors \
         --classifier runs/zoo/fashion-mnist-classifier/classifier.safetensors --out docs/results/scgan
 
 On the first `n` test images (never seen in training):
