@@ -18,6 +18,11 @@ the same bundle (`manifest.exporter.shared_weights`, e.g. invert.onnx → invert
 `training/export/shared_weights.py`). Open graphs by path (ONNX Runtime resolves the file next to the graph); the
 checksums cover both files, so `load_bundle` refuses a changed weights file before any graph reads it.
 
+manifest.json is written by one function, `write_manifest` (hash every file, validate, write atomically): a new
+bundle calls it once (`training/export/onnx.py`), and every later change goes through `edit_bundle`, a context
+manager with typed operations (record a command, set a graph, the directions, ...) that writes the manifest once
+when its block ends cleanly and not at all if it raises.
+
 `load_bundle` refuses — with a `BundleError` naming the bundle, the file and the problem — a missing manifest,
 an unknown format version, invalid JSON or schema, a listed file that is missing, a sha256 mismatch and a file
 the manifest does not list. Only numpy/pydantic/stdlib here (onnxruntime lazily): the service has no torch.
@@ -25,14 +30,17 @@ the manifest does not list. Only numpy/pydantic/stdlib here (onnxruntime lazily)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -64,6 +72,7 @@ PREPROCESSING = (
 
 DIRECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class BundleError(ValueError):
@@ -166,7 +175,7 @@ class Graphs(_Strict):
 class Refinement(_Strict):
     file: RelativePath = REFINEMENT_FILE
     format: Literal["safetensors"] = "safetensors"
-    generator_config: dict[str, Any] = Field(description="training.gan.networks.GeneratorConfig as a dict")
+    generator_config: dict[str, Any] = Field(description="dfi_core.generator.GeneratorConfig as a dict")
 
 
 class TrainingInfo(_Strict):
@@ -419,3 +428,118 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         if unlisted:
             raise BundleError(f"{label}: {', '.join(unlisted)}: file(s) not listed in the manifest")
     return Bundle(folder=folder, manifest=manifest)
+
+
+class BundleEditor:
+    """Typed changes to one bundle's manifest, collected by `edit_bundle` and written once when its block ends.
+
+    Files the edit adds (graphs, direction arrays, `add_file`) are written into `folder` by the caller while the
+    block runs; the manifest lists every file of the folder with its sha256 when it is written, so a file needs no
+    separate registration. Read the bundle as it was through `loaded`; after a clean exit `written` is the bundle
+    as written.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.loaded = bundle
+        self.folder = bundle.folder
+        self._manifest = bundle.manifest.model_copy(deep=True)
+        self._written: Bundle | None = None
+
+    @property
+    def written(self) -> Bundle:
+        if self._written is None:
+            raise RuntimeError(f"bundle {self.loaded.name!r}: the edit has not been written (its block is open)")
+        return self._written
+
+    def _open(self) -> Manifest:
+        if self._written is not None:
+            raise RuntimeError(f"bundle {self.loaded.name!r}: the edit was already written; open a new edit_bundle")
+        return self._manifest
+
+    def _parse(self, model: type[_Model], values: _Model | dict[str, Any], where: str) -> _Model:
+        if isinstance(values, model):
+            return values.model_copy(deep=True)
+        try:
+            return model.model_validate(values)
+        except ValidationError as error:
+            raise BundleError(f"bundle {self.loaded.name!r} ({self.folder}): {where}: {_brief(error)}") from None
+
+    def record_command(self, command: str | None, replaces: str | None = None) -> None:
+        """Append `command` to training.commands after dropping an identical earlier one and every earlier one that
+        starts with `replaces` (a re-run of the same export step supersedes the old record). None or "": no-op."""
+        manifest = self._open()
+        if command:
+            commands = manifest.training.commands
+            kept = [c for c in commands if c != command and not (replaces and c.startswith(replaces))]
+            manifest.training.commands = kept + [command]
+
+    def record_command_once(self, command: str | None) -> None:
+        """Append `command` unless training.commands holds it already (then it keeps its place). None or "": no-op."""
+        manifest = self._open()
+        if command and command not in manifest.training.commands:
+            manifest.training.commands = [*manifest.training.commands, command]
+
+    def record_checkpoint(self, relative: str) -> None:
+        """Append a file of the bundle to training.checkpoints (the torch weights it was built from)."""
+        manifest = self._open()
+        manifest.training.checkpoints = [*manifest.training.checkpoints, relative]
+
+    def set_graph(self, name: str, entry: GraphEntry | OutpaintEntry | dict[str, Any]) -> None:
+        """Add or replace graph `name` (the contract with `image`, `latent` and the classes is checked on write)."""
+        manifest = self._open()
+        if name not in Graphs.model_fields:
+            raise BundleError(f"bundle {self.loaded.name!r}: no graph {name!r}; graphs are {list(Graphs.model_fields)}")
+        model = OutpaintEntry if name == "outpaint" else GraphEntry
+        setattr(manifest.graphs, name, self._parse(model, entry, f"graphs.{name}"))
+
+    def set_class_names(self, names: list[str]) -> None:
+        """dataset.class_names: the classifier graph's classes, in logit order."""
+        self._open().dataset.class_names = list(names)
+
+    def set_directions(self, directions: dict[str, Direction | dict[str, Any]]) -> None:
+        """Replace the whole set of named directions (their .npy files are the caller's to write)."""
+        manifest = self._open()
+        manifest.directions = {
+            name: self._parse(Direction, value, f"directions.{name}") for name, value in directions.items()
+        }
+
+    def set_shared_weights(self, graph_file: str, weights_file: str) -> None:
+        """Record that `graph_file` reads some initializers from `weights_file` (exporter.shared_weights)."""
+        manifest = self._open()
+        manifest.exporter.shared_weights = {**manifest.exporter.shared_weights, graph_file: weights_file}
+
+    def set_metric(self, name: str, value: Any) -> None:
+        """metrics[name] = value (JSON-serialisable)."""
+        manifest = self._open()
+        manifest.metrics = {**manifest.metrics, name: value}
+
+    def add_file(self, source: str | Path, relative: str) -> Path:
+        """Copy `source` into the bundle as `relative`, readable by all (the service may run as another user)."""
+        self._open()
+        target = self.folder / _check_relative(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+        return target
+
+    def _write(self) -> Bundle:
+        self._written = Bundle(self.folder, write_manifest(self.folder, self._open()))
+        return self._written
+
+
+@contextlib.contextmanager
+def edit_bundle(source: Bundle | str | Path) -> Iterator[BundleEditor]:
+    """Change an existing bundle's manifest through typed operations; the one way exporters rewrite manifest.json.
+
+    A path is loaded (and verified) first; a `Bundle` is edited as it was loaded. On a clean exit every file of the
+    folder is re-hashed (sha256), the manifest is validated by `Manifest` and written once, atomically
+    (`write_manifest`: a temp file renamed over manifest.json). If the block raises, manifest.json is not touched.
+
+        with edit_bundle(folder) as edit:
+            edit.set_graph("classifier", entry)
+            edit.record_command(command)
+        bundle = edit.written
+    """
+    editor = BundleEditor(source if isinstance(source, Bundle) else load_bundle(source))
+    yield editor
+    editor._write()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from dfi_core.bundle import (
     MANIFEST_NAME,
     BundleError,
     Manifest,
+    edit_bundle,
     load_bundle,
     sha256_file,
     write_manifest,
@@ -30,6 +32,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from dfi_core.onnx_graph import OnnxGraph  # noqa: E402
 
 SHAPE, Z = (1, 4, 4), 8
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p.parent.name for p in (ROOT / "models").glob("*/manifest.json"))
 FLAT = int(np.prod(SHAPE))
 
 
@@ -267,6 +271,103 @@ def test_dfi_core_does_not_import_torch() -> None:
     code = "import sys, dfi_core.bundle, dfi_core.onnx_graph, dfi_core.preprocessing; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------------- edit_bundle
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_an_empty_edit_of_a_shipped_bundle_rewrites_its_manifest_byte_for_byte(name: str, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(ROOT / "models" / name, tmp_path / name))
+    shipped = (folder / MANIFEST_NAME).read_bytes()
+    with edit_bundle(folder) as edit:
+        pass
+    assert (folder / MANIFEST_NAME).read_bytes() == shipped
+    assert edit.written.manifest == edit.loaded.manifest == load_bundle(folder).manifest
+    # Recording a command the bundle already has (shared-weights re-runs) changes nothing either.
+    with edit_bundle(folder) as edit:
+        edit.record_command_once(edit.loaded.manifest.training.commands[0])
+    assert (folder / MANIFEST_NAME).read_bytes() == shipped
+
+
+def test_record_command_replaces_an_identical_and_a_superseded_command(bundle_dir: Path) -> None:
+    with edit_bundle(bundle_dir) as edit:
+        edit.record_command("export directions --kinds eq9")
+        edit.record_command("export outpaint --bundle b")
+        edit.record_command("export classifier")
+    with edit_bundle(bundle_dir) as edit:
+        edit.record_command("export classifier")  # moves to the end, once
+        edit.record_command("export directions --kinds all", replaces="export directions")
+        edit.record_command(None, replaces="export outpaint")  # no command: nothing recorded, nothing dropped
+        edit.record_command_once("export outpaint --bundle b")  # already there: keeps its place
+        edit.record_command_once("share")
+    commands = load_bundle(bundle_dir).manifest.training.commands
+    assert commands == ["python -m training train-gan ...", "export outpaint --bundle b", "export classifier",
+                        "export directions --kinds all", "share"]  # fmt: skip
+
+
+def test_edits_are_validated_hashed_and_written_once(bundle_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"torch weights")
+    before = (bundle_dir / MANIFEST_NAME).read_bytes()
+    with edit_bundle(bundle_dir) as edit:  # files the edit adds are written inside the block, after the load
+        (bundle_dir / "directions").mkdir()
+        np.save(bundle_dir / "directions" / "up.npy", np.ones(Z, np.float32))
+        target = edit.add_file(source, "inverter.safetensors")
+        edit.record_checkpoint("inverter.safetensors")
+        edit.set_metric("onnx_parity_max_abs_error", {"invert": 1e-6})
+        edit.set_directions({"up": {"file": "directions/up.npy", "description": "up", "counts": {"a": 3}}})
+        edit.set_shared_weights("invert.onnx", "inverter.safetensors")
+        edit.set_class_names(["a", "b"])
+        assert (bundle_dir / MANIFEST_NAME).read_bytes() == before  # nothing is written inside the block
+        with pytest.raises(RuntimeError, match="not been written"):
+            _ = edit.written
+    assert target.stat().st_mode & 0o777 == 0o644
+    manifest = load_bundle(bundle_dir).manifest  # verifies every sha256 and that nothing is unlisted
+    assert manifest == edit.written.manifest
+    assert manifest.files["inverter.safetensors"] == sha256_file(source)
+    assert manifest.training.checkpoints == ["g.st", "inverter.safetensors"]
+    assert manifest.metrics == {"psnr": 15.2, "onnx_parity_max_abs_error": {"invert": 1e-6}}
+    assert manifest.directions["up"].counts == {"a": 3} and manifest.directions["up"].method == "mean-difference"
+    assert manifest.exporter.shared_weights == {"invert.onnx": "inverter.safetensors"}
+    assert manifest.dataset.class_names == ["a", "b"]
+    text = (bundle_dir / MANIFEST_NAME).read_text()
+    assert text == manifest.dumps() and not list(bundle_dir.glob(".*.tmp"))
+    with pytest.raises(RuntimeError, match="already written"):
+        edit.set_metric("psnr", 0.0)
+
+
+def test_an_edit_that_raises_or_does_not_validate_writes_nothing(bundle_dir: Path) -> None:
+    before = (bundle_dir / MANIFEST_NAME).read_bytes()
+    with pytest.raises(KeyError), edit_bundle(bundle_dir) as edit:
+        edit.record_command("never recorded")
+        raise KeyError("export failed")
+    with pytest.raises(BundleError, match=r"'tiny'.*graphs\.classifier: opset"), edit_bundle(bundle_dir) as edit:
+        edit.set_graph("classifier", {"file": "classifier.onnx", "input": {"name": "image", "shape": [1]},
+                                      "output": {"name": "logits", "shape": [1]}, "opset": 0})  # fmt: skip
+    with pytest.raises(BundleError, match="no graph 'decoder'"), edit_bundle(bundle_dir) as edit:
+        edit.set_graph("decoder", {})
+    # Each part valid, the whole not: the classifier's 3 logits disagree with the 2 class names (checked on write).
+    entry = {"file": "classifier.onnx", "input": {"name": "image", "shape": ["batch", *SHAPE]},
+             "output": {"name": "logits", "shape": ["batch", 3]}, "opset": 17}  # fmt: skip
+    with pytest.raises(BundleError, match=r"classifier output \['batch', 3\]"), edit_bundle(bundle_dir) as edit:
+        (bundle_dir / "classifier.onnx").write_bytes(b"a graph")
+        edit.set_class_names(["a", "b"])
+        edit.set_graph("classifier", entry)
+    assert (bundle_dir / MANIFEST_NAME).read_bytes() == before
+    (bundle_dir / "classifier.onnx").unlink()
+    assert load_bundle(bundle_dir).manifest.graphs.classifier is None
+
+
+def test_only_the_bundle_module_and_the_new_bundle_export_call_write_manifest() -> None:
+    """Every change to an existing bundle goes through edit_bundle; only a brand new bundle calls the writer."""
+    callers = sorted(
+        path.relative_to(ROOT).as_posix()
+        for package in ("dfi_core", "training", "service", "scripts", "benchmarks")
+        for path in (ROOT / package).rglob("*.py")
+        if "write_manifest(" in path.read_text(encoding="utf-8")
+    )
+    assert callers == ["dfi_core/bundle.py", "training/export/onnx.py"]
 
 
 # ---------------------------------------------------------------------------------------------- OnnxGraph

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the OpenAPI schema (schemathesis): whatever the generated request, no 5xx.
 
-Short here (a few examples per operation, in CI); `benchmarks/fuzz_service.py` runs the long version.
+Short here (a few examples per operation, in CI); `benchmarks/fuzz_service.sh` runs the long version.
 Runs in process against the ASGI app with the shipped bundles and a real Redis (job routes enqueue for real).
 """
 

@@ -3,8 +3,8 @@
     python -m training export classifier --bundle models/fashion-mnist --classifier CLS/classifier.safetensors
     python -m training export directions --bundle models/fashion-mnist --kinds eq9,svm,pca,sefa
 
-Both rewrite manifest.json (sha256 of every file) and record their command in `training.commands`. The
-direction maths (eq. 9, SVM, PCA, SeFa) is `training.editing.directions`.
+Both rewrite manifest.json through `dfi_core.bundle.edit_bundle` (sha256 of every file, written once) and record
+their command in `training.commands`. The direction maths (eq. 9, SVM, PCA, SeFa) is `training.editing.directions`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfi_core.bundle import OPTIONAL_GRAPHS, Bundle, load_bundle, write_manifest
+from dfi_core.bundle import OPTIONAL_GRAPHS, Bundle, Direction, edit_bundle, load_bundle
 from training.classifiers.classifier import load_classifier
 from training.editing.directions import (
     DIRECTION_KINDS,
@@ -37,34 +37,28 @@ from training.export.onnx import export_graph
 CLASSIFIER_PARITY_TOLERANCE = 1e-4  # the same bound as every other shipped graph
 
 
-def _add_command(values: dict[str, Any], command: str | None, replaces: str | None = None) -> None:
-    """Record `command`; drop an identical earlier one, and every earlier one starting with `replaces`."""
-    if command:
-        kept = [c for c in values["training"]["commands"] if c != command and not (replaces and c.startswith(replaces))]
-        values["training"]["commands"] = kept + [command]
-
-
 def add_classifier(bundle_dir: Path, classifier_checkpoint: Path, command: str | None = None) -> Bundle:
     """Export the classifier as `classifier.onnx` (image → logits), parity-check it, register it."""
-    bundle = load_bundle(bundle_dir)
-    model, config = load_classifier(classifier_checkpoint)
-    shape = bundle.manifest.image.shape
-    if tuple(config.model.shape) != shape:
-        raise ValueError(f"classifier input {tuple(config.model.shape)} ≠ bundle image {shape}")
-    file, input_name, output_name = OPTIONAL_GRAPHS["classifier"]
-    path = export_graph(model, torch.zeros(2, *shape), bundle_dir / file, input_name, output_name)
-    values = bundle.manifest.model_dump(mode="json")
-    classes = config.class_names if hasattr(config, "class_names") else None
-    classes = classes or class_names_of(bundle.manifest.dataset.name)
-    values["dataset"]["class_names"] = classes
-    values["graphs"]["classifier"] = {
-        "file": file,
-        "input": {"name": input_name, "shape": ["batch", *shape]},
-        "output": {"name": output_name, "shape": ["batch", len(classes)]},
-        "opset": bundle.manifest.exporter.opset,
-    }
-    _add_command(values, command)
-    bundle = Bundle(bundle_dir, write_manifest(bundle_dir, values))
+    with edit_bundle(bundle_dir) as edit:
+        manifest = edit.loaded.manifest
+        model, config = load_classifier(classifier_checkpoint)
+        shape = manifest.image.shape
+        if tuple(config.model.shape) != shape:
+            raise ValueError(f"classifier input {tuple(config.model.shape)} ≠ bundle image {shape}")
+        file, input_name, output_name = OPTIONAL_GRAPHS["classifier"]
+        path = export_graph(model, torch.zeros(2, *shape), bundle_dir / file, input_name, output_name)
+        classes = config.class_names if hasattr(config, "class_names") else None
+        classes = classes or class_names_of(manifest.dataset.name)
+        edit.set_class_names(classes)
+        entry = {
+            "file": file,
+            "input": {"name": input_name, "shape": ["batch", *shape]},
+            "output": {"name": output_name, "shape": ["batch", len(classes)]},
+            "opset": manifest.exporter.opset,
+        }
+        edit.set_graph("classifier", entry)
+        edit.record_command(command)
+    bundle = edit.written
     x = torch.rand(64, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     graph = bundle.open_graph("classifier", providers=["CPUExecutionProvider"])
     with torch.no_grad():
@@ -74,11 +68,11 @@ def add_classifier(bundle_dir: Path, classifier_checkpoint: Path, command: str |
     return bundle
 
 
-def _store(folder: Path, values: dict[str, Any], name: str, vector: np.ndarray, description: str, method: str,
-           counts: dict[str, int]) -> None:  # fmt: skip
+def _store(folder: Path, directions: dict[str, Direction], name: str, vector: np.ndarray, description: str,
+           method: str, counts: dict[str, int]) -> None:  # fmt: skip
     np.save(folder / f"{name}.npy", vector.astype(np.float32))
-    values["directions"][name] = {"file": f"directions/{name}.npy", "description": description, "method": method,
-                                  "counts": counts}  # fmt: skip
+    directions[name] = Direction(file=f"directions/{name}.npy", description=description, method=method,
+                                 counts=counts)  # fmt: skip
 
 
 def _check_kinds(kinds: tuple[str, ...]) -> None:
@@ -117,10 +111,8 @@ def store_directions(
 ) -> tuple[Bundle, dict[str, dict[str, Any]]]:
     """Compute the directions of `kinds` from latents [N, |z|] and their label rows; replace the bundle's set."""
     _check_kinds(kinds)
-    bundle_dir = bundle.folder
-    values = bundle.manifest.model_dump(mode="json")
-    values["directions"] = {}
-    folder = bundle_dir / "directions"
+    stored: dict[str, Direction] = {}
+    folder = bundle.folder / "directions"
     folder.mkdir(exist_ok=True)
     for old in folder.glob("*.npy"):
         old.unlink()
@@ -130,7 +122,7 @@ def store_directions(
     if "eq9" in kinds:
         for spec in specs:
             vector, counts = eq9[spec.name]
-            _store(folder, values, spec.name, vector, spec.description,
+            _store(folder, stored, spec.name, vector, spec.description,
                    "IJCV eq. 9 (grouped mean ẑ difference, train split)", counts)  # fmt: skip
             summary[spec.name] = counts
     if "svm" in kinds:
@@ -143,14 +135,14 @@ def store_directions(
             description = (f"linear-SVM counterpart of '{spec.name}' (the same two sets, no grouping): unit normal "
                            f"of the hyperplane separating their ẑ (train accuracy {accuracy:.3f}), scaled to the norm "
                            f"of eq. 9 '{spec.name}' ({norm:.3f})")  # fmt: skip
-            _store(folder, values, name, unit * norm, description,
+            _store(folder, stored, name, unit * norm, description,
                    f"linear SVM normal (InterFaceGAN; {solver}), train split", counts)  # fmt: skip
             summary[name] = {**counts, "train_accuracy": round(accuracy, 4)}
     if "pca" in kinds:
         components, ratio = pca_directions(latents, n_components)
         for i, (unit, r) in enumerate(zip(components, ratio, strict=True)):
             counts = {"latents": len(latents), "component": i}
-            _store(folder, values, f"pca_{i}", unit * mean_norm, f"principal component {i} of the train split's ẑ "
+            _store(folder, stored, f"pca_{i}", unit * mean_norm, f"principal component {i} of the train split's ẑ "
                    f"({100 * r:.1f} % of the variance); unit vector scaled to the mean eq. 9 norm ({mean_norm:.3f})",
                    "PCA of inferred latents (GANSpace-style, unsupervised), train split", counts)  # fmt: skip
             summary[f"pca_{i}"] = {**counts, "variance_ratio": round(float(r), 4)}
@@ -159,10 +151,12 @@ def store_directions(
         components, eigenvalues = sefa_directions(weight, n_components)
         for i, (unit, e) in enumerate(zip(components, eigenvalues, strict=True)):
             counts = {"component": i, "weight_rows": int(weight.shape[0])}
-            _store(folder, values, f"sefa_{i}", unit * mean_norm, f"eigenvector {i} of AᵀA (eigenvalue {e:.3g}), A = "
+            _store(folder, stored, f"sefa_{i}", unit * mean_norm, f"eigenvector {i} of AᵀA (eigenvalue {e:.3g}), A = "
                    "G's first Linear layer with its BatchNorm scale folded in; unit vector scaled to the mean eq. 9 "
                    f"norm ({mean_norm:.3f})", "SeFa (closed-form factorisation of G's first layer, unsupervised)",
                    counts)  # fmt: skip
             summary[f"sefa_{i}"] = {**counts, "eigenvalue": round(float(e), 4)}
-    _add_command(values, command, replaces="python -m training export directions")
-    return Bundle(bundle_dir, write_manifest(bundle_dir, values)), summary
+    with edit_bundle(bundle) as edit:
+        edit.set_directions(stored)
+        edit.record_command(command, replaces="python -m training export directions")
+    return edit.written, summary

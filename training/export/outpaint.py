@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dfi_core.bundle import BATCH_DIM, Bundle, load_bundle, write_manifest
+from dfi_core.bundle import BATCH_DIM, Bundle, edit_bundle, load_bundle
 from training.core.checkpoint import read_metadata, save_checkpoint
-from training.export.extras import _add_command
 from training.export.onnx import DEFAULT_OPSET, export_graph
 from training.scgan.model import Outpainter, SCGANConfig, load_outpainter, load_scgan
 
@@ -96,23 +95,22 @@ def save_bundle_weights(
 def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | None = None) -> tuple[Bundle, dict]:
     """Export outpaint.onnx + scgan.safetensors into `bundle_dir`, register the entry, check parity (≤ 1e-4)."""
     bundle_dir = Path(bundle_dir)
-    bundle = load_bundle(bundle_dir)
-    outpainter, config = load_outpainter(checkpoint)
-    shape = bundle.manifest.image.shape
-    if tuple(config.image_shape) != tuple(shape):
-        raise ValueError(f"SCGAN image shape {tuple(config.image_shape)} ≠ bundle image {shape}")
-    patch, z_edge = parity_inputs(config)
-    export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE,
-                           opset=bundle.manifest.exporter.opset)  # fmt: skip
-    meta = read_metadata(checkpoint)
-    # A bundle's own scgan.safetensors is a valid source too (re-exporting a bundle keeps its outpaint graph):
-    # its extra already is {"trained": the run's stage logs}.
-    trained = meta["extra"]["trained"] if set(meta["extra"]) == {"trained"} else meta["extra"]
-    save_bundle_weights(bundle_dir / SCGAN_FILE, outpainter, config, extra={"trained": trained})
-    values = bundle.manifest.model_dump(mode="json")
-    values["graphs"]["outpaint"] = outpaint_entry(config, bundle.manifest.exporter.opset)
-    _add_command(values, command, replaces="python -m training export outpaint")
-    bundle = Bundle(bundle_dir, write_manifest(bundle_dir, values))
+    with edit_bundle(bundle_dir) as edit:
+        opset = edit.loaded.manifest.exporter.opset
+        outpainter, config = load_outpainter(checkpoint)
+        shape = edit.loaded.manifest.image.shape
+        if tuple(config.image_shape) != tuple(shape):
+            raise ValueError(f"SCGAN image shape {tuple(config.image_shape)} ≠ bundle image {shape}")
+        patch, z_edge = parity_inputs(config)
+        export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE, opset=opset)
+        meta = read_metadata(checkpoint)
+        # A bundle's own scgan.safetensors is a valid source too (re-exporting a bundle keeps its outpaint graph):
+        # its extra already is {"trained": the run's stage logs}.
+        trained = meta["extra"]["trained"] if set(meta["extra"]) == {"trained"} else meta["extra"]
+        save_bundle_weights(bundle_dir / SCGAN_FILE, outpainter, config, extra={"trained": trained})
+        edit.set_graph("outpaint", outpaint_entry(config, opset))
+        edit.record_command(command, replaces="python -m training export outpaint")
+    bundle = edit.written
     graph = bundle.open_graph("outpaint", providers=["CPUExecutionProvider"])
     rebuilt, _ = load_outpainter(bundle_dir / SCGAN_FILE)  # the bundle's own weights, not the run's
     errors = onnx_parity(graph, rebuilt, patch, z_edge)

@@ -30,7 +30,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import set_external_data, uses_external_data
 
-from dfi_core.bundle import load_bundle, write_manifest
+from dfi_core.bundle import edit_bundle, load_bundle
 
 # Small tensors (biases, norms) are not worth an indirection: 64 KiB keeps every weight matrix and conv kernel of
 # the shipped models and leaves the many tiny vectors embedded.
@@ -118,29 +118,24 @@ def share_bundle_weights(
     """Share every graph's weights with the bundle's safetensors files (`BUNDLE_PAIRS`), check each rewritten graph
     against the original, record the pairs in `manifest.exporter.shared_weights` (and `command`, if given, in
     training.commands) and re-hash the files. Returns bytes saved per graph file. Idempotent."""
-    bundle = load_bundle(bundle_dir)
-    folder = bundle.folder
-    saved: dict[str, int] = {}
-    shared = dict(bundle.manifest.exporter.shared_weights)
-    for graph_file, weights_file in BUNDLE_PAIRS.items():
-        graph, weights = folder / graph_file, folder / weights_file
-        if graph_file not in bundle.manifest.files or weights_file not in bundle.manifest.files:
-            continue
-        original = folder / f".{graph_file}.orig"
-        original.write_bytes(graph.read_bytes())
-        try:
-            saved[graph_file] = share_initializers(graph, weights, min_bytes)
-            if saved[graph_file]:
-                _same_outputs(original, graph)
-                shared[graph_file] = weights_file
-        except BaseException:
-            original.replace(graph)
-            raise
-        original.unlink()
-    values = bundle.manifest.model_dump(mode="json")
-    values["exporter"]["shared_weights"] = shared
-    if command and command not in values["training"]["commands"]:
-        values["training"]["commands"].append(command)
-    write_manifest(folder, values)
+    with edit_bundle(bundle_dir) as edit:
+        folder, files = edit.folder, edit.loaded.manifest.files
+        saved: dict[str, int] = {}
+        for graph_file, weights_file in BUNDLE_PAIRS.items():
+            graph, weights = folder / graph_file, folder / weights_file
+            if graph_file not in files or weights_file not in files:
+                continue
+            original = folder / f".{graph_file}.orig"
+            original.write_bytes(graph.read_bytes())
+            try:
+                saved[graph_file] = share_initializers(graph, weights, min_bytes)
+                if saved[graph_file]:
+                    _same_outputs(original, graph)
+                    edit.set_shared_weights(graph_file, weights_file)
+            except BaseException:
+                original.replace(graph)
+                raise
+            original.unlink()
+        edit.record_command_once(command)
     load_bundle(folder)
     return saved

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from dfi_core.refinement import Generator, GeneratorConfig, channels_for, stages_for
+from dfi_core.generator import Generator, GeneratorConfig, channels_for, stages_for
 
 NORMS = ("batch", "layer", "spectral", "none")
 
