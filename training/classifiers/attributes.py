@@ -37,6 +37,7 @@ from dfi_core.datasets import load_emoji
 from dfi_core.preprocessing import to_model_range
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from training.core.config import config_from_dict, register_config
+from training.core.runs import RunDir
 from training.core.torch_utils import frozen
 from training.gan.networks import ConvEncoder
 
@@ -215,9 +216,9 @@ def train_attributes(config: AttributeTrainConfig, run_dir: Path, quiet: bool = 
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps)
     rng = torch.Generator().manual_seed(config.seed)
     np_rng = np.random.default_rng(config.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    log = open(run_dir / "log.jsonl", "w")  # noqa: SIM115 - closed below, written every log_every steps
+    run = RunDir(run_dir)
+    run.write_config(config)
+    log = run.log(fresh=True)  # a retrain in the same folder replaces the log: this run cannot resume
     model.train()
     for step in tqdm(range(config.steps), desc=run_dir.name, disable=quiet):
         index = np.concatenate(
@@ -232,9 +233,7 @@ def train_attributes(config: AttributeTrainConfig, run_dir: Path, quiet: bool = 
         optimizer.step()
         schedule.step()
         if (step + 1) % config.log_every == 0:
-            log.write(json.dumps({"step": step + 1, "loss": round(loss.item(), 5)}) + "\n")
-            log.flush()
-    log.close()
+            log.write({"step": step + 1, "loss": round(loss.item(), 5)})
     model.eval()
     metrics: dict[str, Any] = {
         "test": head_scores(predict(model, test.images), attribute_labels(test.attributes)),
@@ -244,9 +243,9 @@ def train_attributes(config: AttributeTrainConfig, run_dir: Path, quiet: bool = 
     if held_out.any():
         held = attribute_labels(train.attributes).subset(np.flatnonzero(held_out))
         metrics["held_out_person_hair"] = head_scores(predict(model, train.images[held_out]), held)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    run.metrics_path.write_text(json.dumps(metrics, indent=2))
     path = save_checkpoint(
-        run_dir / "attributes.safetensors", {"attributes": model}, {}, asdict(config), config.steps, extra=metrics
+        run.final_weights(config.kind), {"attributes": model}, {}, asdict(config), config.steps, extra=metrics
     )
     return path, metrics
 

@@ -15,7 +15,7 @@ from training.classifiers.config import ClassifierTrainConfig
 from training.classifiers.networks import Classifier
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from training.core.config import config_from_dict, to_dict
-from training.core.runs import RunLog
+from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
 
@@ -47,9 +47,9 @@ def train_classifier(config: ClassifierTrainConfig, run_dir: Path, quiet: bool =
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps)
     rng = torch.Generator().manual_seed(config.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-    log = RunLog(run_dir / "log.jsonl")
+    run = RunDir(run_dir)
+    run.write_config(config)
+    log = run.log()
     model.train()
     for step in tqdm(range(config.steps), desc=run_dir.name, disable=quiet):
         index = torch.randint(len(train), (config.batch_size,), generator=rng)
@@ -62,8 +62,8 @@ def train_classifier(config: ClassifierTrainConfig, run_dir: Path, quiet: bool =
         if (step + 1) % config.log_every == 0:
             log.write({"step": step + 1, "loss": loss.item()})
     metrics = {"test_accuracy": accuracy(model, test, device), "test_n": len(test), "classes": train.class_names}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    path = save_checkpoint(run_dir / "classifier.safetensors", {"classifier": model}, {}, to_dict(config),
+    run.metrics_path.write_text(json.dumps(metrics, indent=2))
+    path = save_checkpoint(run.final_weights(config.kind), {"classifier": model}, {}, to_dict(config),
                            config.steps, extra=metrics)  # fmt: skip
     return path, metrics
 

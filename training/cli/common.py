@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+
+from training.core.runs import RunDir  # torch-free: --help stays fast
 
 DataOpt = Annotated[str, typer.Option("--data", help="fashion-mnist | emoji | gaussians | folder")]
 DataDirOpt = Annotated[
@@ -33,10 +35,15 @@ def named_paths(items: list[str], option: str) -> dict[str, Path]:
     return named
 
 
-def start_run(ctx: typer.Context, folder: Path) -> Path:
-    """Create a run folder and record the resolved command in it (command.txt), before any training starts."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "command.txt").write_text(command_line(ctx) + "\n")
+def start_run(ctx: typer.Context, folder: Path, config: Any = None) -> Path:
+    """Create a run folder and record the resolved command in it (command.txt), before any training starts.
+
+    With `config`, a folder that already holds another run's config.json is refused first (ValueError), so its
+    command.txt is never overwritten by a command whose training would then refuse the folder."""
+    run = RunDir(folder)
+    if config is not None:
+        run.check_config(config)
+    run.write_command(command_line(ctx))
     return folder
 
 

@@ -18,7 +18,6 @@ reconstructions/ (input row, G(E(x)) row), checkpoints/step-*.safetensors with t
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from training.core.config import config_from_dict, register_config
 from training.core.plotting import save_grid
-from training.core.runs import RunLog
+from training.core.runs import RunDir
 from training.core.torch_utils import resolve_device
 from training.gan.networks import ConvEncoder, Generator, GeneratorConfig
 
@@ -234,22 +233,15 @@ def load_cyclic(
     return modules, cfg
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    found = sorted((Path(run_dir) / "checkpoints").glob("step-*.safetensors"))
-    if not found:
-        raise FileNotFoundError(f"no checkpoints in {run_dir}/checkpoints")
-    return found[-1]
-
-
-def _save_pictures(modules: dict[str, nn.Module], sample_z: torch.Tensor, x_fixed: torch.Tensor, run_dir: Path,
+def _save_pictures(modules: dict[str, nn.Module], sample_z: torch.Tensor, x_fixed: torch.Tensor, run: RunDir,
                    step: int) -> None:  # fmt: skip
     E, G = modules["E"], modules["G"]
     E.eval()
     G.eval()
     with torch.no_grad():
-        save_grid(G(sample_z), run_dir / "samples" / f"step-{step:06d}.png", nrow=8, scale=2)
+        save_grid(G(sample_z), run.samples / f"step-{step:06d}.png", nrow=8, scale=2)
         recon = G(E(x_fixed))
-        save_grid(torch.cat([x_fixed, recon]), run_dir / "reconstructions" / f"step-{step:06d}.png", nrow=16, scale=2)
+        save_grid(torch.cat([x_fixed, recon]), run.path / "reconstructions" / f"step-{step:06d}.png", nrow=16, scale=2)
     E.train()
     G.train()
 
@@ -269,13 +261,12 @@ def train_cyclic(cfg: CyclicConfig, run_dir: Path, quiet: bool = False) -> Path:
         module.to(device).train()
     optimizers = make_optimizers(cfg, modules)
     rng = torch.Generator().manual_seed(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log = RunLog(run_dir / "log.jsonl")
+    run = RunDir(run_dir)
+    run.write_config(cfg)
+    log = run.log()
     sample_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)).to(device)
     test = load_dataset(cfg.data, "test", cfg.data_dir)
     x_fixed = test.batch(torch.arange(16), device)
-    ckpt_dir = run_dir / "checkpoints"
     started, path = time.perf_counter(), None
     bar = tqdm(range(cfg.steps), desc=f"{run_dir.name} ({cfg.model})", disable=quiet)
     for step in bar:
@@ -289,11 +280,10 @@ def train_cyclic(cfg: CyclicConfig, run_dir: Path, quiet: bool = False) -> Path:
             log.write(record)
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
         if done % cfg.sample_every == 0 or done == cfg.steps:
-            _save_pictures(modules, sample_z, x_fixed, run_dir, done)
+            _save_pictures(modules, sample_z, x_fixed, run, done)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            path = save_checkpoint(ckpt_dir / f"step-{done:06d}.safetensors", modules, optimizers, asdict(cfg), done,
-                                   rng, {"seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
-            for old in sorted(ckpt_dir.glob("step-*.safetensors"))[: -cfg.keep_checkpoints]:
-                old.unlink()
+            path = save_checkpoint(run.checkpoint_path(done), modules, optimizers, asdict(cfg), done, rng,
+                                   {"seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
+            run.prune_checkpoints(cfg.keep_checkpoints)
     assert path is not None
     return path

@@ -7,7 +7,6 @@ the uninterrupted run would have taken (on the same device).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from training.core.config import config_from_dict, to_dict
 from training.core.plotting import save_grid, save_points
-from training.core.runs import RunLog
+from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
 from training.gan.config import GANConfig
@@ -37,11 +36,6 @@ def _save_samples(G: Generator, z: torch.Tensor, path: Path, data: Dataset) -> N
         save_grid(samples, path.with_suffix(".png"), nrow=8, scale=2 if samples.shape[-1] <= 32 else 1)
     else:
         save_points(samples, path.with_suffix(".png"), reference=data.data[:5000])
-
-
-def _prune(folder: Path, keep: int) -> None:
-    for old in sorted(folder.glob("step-*.safetensors"))[:-keep]:
-        old.unlink()
 
 
 def pretrain_autoencoder(
@@ -64,6 +58,9 @@ def pretrain_autoencoder(
 def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None, quiet: bool = False) -> Path:
     """Train until `config.steps` generator steps; returns the path of the final checkpoint."""
     config.validate()
+    run = RunDir(run_dir)
+    may_change = ("steps",) if resume_from is not None else ()  # a resume may extend the run, nothing else
+    run.check_config(config, may_change)  # before the data loads and RFGAN's autoencoder trains
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)  # only module initialisation draws from the global RNG
     data = load_dataset(config.data.name, "train", config.data.data_dir, config.data.size, config.data.channels)
@@ -93,19 +90,15 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
             extra["autoencoder_trained"] = True
         frozen(modules["autoencoder"])
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-    log = RunLog(run_dir / "log.jsonl")
+    run.write_config(config, may_change)
+    log = run.log()
     sample_z = torch.randn(64, config.generator.z_dim, generator=torch.Generator().manual_seed(config.seed + 1))
     sample_z = sample_z.to(device)
     objective = GANObjective(config.loss, D, modules.get("denoiser"))  # type: ignore[arg-type]
-    ckpt_dir = run_dir / "checkpoints"
 
     def checkpoint(step: int) -> Path:
-        path = save_checkpoint(
-            ckpt_dir / f"step-{step:06d}.safetensors", modules, optimizers, to_dict(config), step, rng, extra
-        )
-        _prune(ckpt_dir, config.keep_checkpoints)
+        path = save_checkpoint(run.checkpoint_path(step), modules, optimizers, to_dict(config), step, rng, extra)
+        run.prune_checkpoints(config.keep_checkpoints)
         return path
 
     def draw_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +141,7 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
             log.write(record)
             bar.set_postfix(D=f"{record['loss_D']:.3f}", G=f"{record['loss_G']:.3f}")
         if done % config.sample_every == 0 or done == config.steps:
-            _save_samples(G, sample_z, run_dir / "samples" / f"step-{done:06d}", data)
+            _save_samples(G, sample_z, run.samples / f"step-{done:06d}", data)
         if done % config.checkpoint_every == 0 or done == config.steps:
             last_path = checkpoint(done)
     return last_path or checkpoint(start)

@@ -25,7 +25,6 @@ Shapes: full image x [N, C, H, W] float32 [-1, +1]; patch [N, C, ph, pw]; z_cent
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from training.core.config import config_from_dict, register_config
 from training.core.plotting import save_grid
-from training.core.runs import RunLog
+from training.core.runs import RunDir, RunLog
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
 from training.gan.losses import GANObjective, LossConfig
@@ -385,10 +384,10 @@ def train_scgan(cfg: SCGANConfig, run_dir: Path, quiet: bool = False) -> Path:
     for module in modules.values():
         module.to(device)
     rng = torch.Generator().manual_seed(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log = RunLog(run_dir / "log.jsonl")
-    samples = run_dir / "samples"
+    run = RunDir(run_dir)
+    run.write_config(cfg)
+    log = run.log()
+    samples = run.samples
     summary: dict[str, Any] = {}
 
     summary["patch_gan"] = train_patch_gan(modules["G_center"], modules["D_center"], data, cfg, rng, device, log,
@@ -408,7 +407,7 @@ def train_scgan(cfg: SCGANConfig, run_dir: Path, quiet: bool = False) -> Path:
         _sample_full(modules["G_full"], z_fixed, samples / f"full-step-{step:06d}.png")
 
     summary["full"] = train_full_generator(modules, data, cfg, rng, device, log, quiet, sample)
-    return save_checkpoint(run_dir / "scgan.safetensors", modules, {}, asdict(cfg), cfg.full_steps, extra=summary)
+    return save_checkpoint(run.final_weights(cfg.kind), modules, {}, asdict(cfg), cfg.full_steps, extra=summary)
 
 
 def load_scgan(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, nn.Module], SCGANConfig]:
