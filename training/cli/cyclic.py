@@ -52,7 +52,7 @@ def train_cyclic_command(
                               batch_size=batch_size, lr=lr, beta1=beta1, seed=seed, sample_every=sample_every,
                               checkpoint_every=checkpoint_every, device=device)  # fmt: skip
         config.validate()
-        start_run(ctx, run_dir)
+        start_run(ctx, run_dir, config)
         path = train_cyclic(config, run_dir)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         fail(str(error))

@@ -41,7 +41,7 @@ def train_attributes_command(
         width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout_person_hair=holdout_person_hair
     )
     try:
-        start_run(ctx, run_dir)
+        start_run(ctx, run_dir, config)
         path, metrics = train_attributes(config, run_dir)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         fail(str(error))

@@ -63,7 +63,7 @@ def train_gan_command(
             checkpoint_every=checkpoint_every, log_every=log_every, device=device,
         )  # fmt: skip
         folder = run_dir or next_run_dir(out, f"{data}-{loss}")
-        start_run(ctx, folder)
+        start_run(ctx, folder, config)
         path = train_gan(config, folder)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         fail(str(error))
@@ -99,7 +99,7 @@ def train_classifier_command(
             steps=steps, batch_size=batch_size, seed=seed, device=device,
         )  # fmt: skip
         folder = run_dir or next_run_dir(out, f"{data}-classifier")
-        start_run(ctx, folder)
+        start_run(ctx, folder, config)
         path, metrics = train_classifier(config, folder)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         fail(str(error))

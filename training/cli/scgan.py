@@ -52,7 +52,7 @@ def train_scgan_command(
                              patch_steps=patch_steps, dfi_steps=dfi_steps, full_steps=steps, batch_size=batch_size,
                              seed=seed, device=device)  # fmt: skip
         config.validate()
-        start_run(ctx, run_dir)
+        start_run(ctx, run_dir, config)
         path = train_scgan(config, run_dir)
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         fail(str(error))
