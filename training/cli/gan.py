@@ -118,6 +118,7 @@ def evaluate_samples_command(
     threads: int | None = None,
 ) -> None:
     """Fréchet distance of n samples vs the real test split in the classifier's feature space."""
+    from training.core.runs import RunDir
     from training.evaluation.samples import evaluate_samples
 
     set_threads(threads)
@@ -126,6 +127,9 @@ def evaluate_samples_command(
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
     result["command"] = command_line(ctx)
-    target = out or checkpoint.parent.parent / "sample_fd.json"
+    try:
+        target = out or RunDir.of_checkpoint(checkpoint).sample_fd_path
+    except ValueError as error:
+        fail(f"{error}; pass --out")
     target.write_text(json.dumps(result, indent=2))
     typer.echo(json.dumps(result, indent=2))

@@ -25,6 +25,7 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 COMMAND_FILE = "command.txt"
 METRICS_FILE = "metrics.json"
+SAMPLE_FD_FILE = "sample_fd.json"  # `evaluate samples` of a GAN run's checkpoint
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_GLOB = "step-*.safetensors"
@@ -88,6 +89,14 @@ class RunDir:
         """A new numbered folder under `root` (`next_run_dir`)."""
         return cls(next_run_dir(root, description))
 
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunDir:
+        """The run folder holding `checkpoint` — RUN/checkpoints/step-NNNNNN.safetensors (GAN and cyclic runs)."""
+        checkpoint = Path(checkpoint)
+        if checkpoint.parent.name != CHECKPOINTS_DIR:
+            raise ValueError(f"{checkpoint} is not in a run folder's {CHECKPOINTS_DIR}/")
+        return cls(checkpoint.parent.parent)
+
     @property
     def name(self) -> str:
         return self.path.name
@@ -103,6 +112,10 @@ class RunDir:
     @property
     def command_path(self) -> Path:
         return self.path / COMMAND_FILE
+
+    @property
+    def sample_fd_path(self) -> Path:
+        return self.path / SAMPLE_FD_FILE
 
     @property
     def metrics_path(self) -> Path:

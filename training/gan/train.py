@@ -155,4 +155,4 @@ def resume_gan(checkpoint: str | Path, steps: int | None = None, quiet: bool = F
         raise ValueError(f"{checkpoint} is not a GAN checkpoint")
     if steps is not None:
         config.steps = steps
-    return train_gan(config, checkpoint.parent.parent, resume_from=checkpoint, quiet=quiet)
+    return train_gan(config, RunDir.of_checkpoint(checkpoint).path, resume_from=checkpoint, quiet=quiet)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.core.runs import RunDir
 from training.datasets.gaussians import MINOR_MODES, N_MODES, STD, load, mode_centres
 from training.inversion.dfi import load_inverter
 
@@ -53,7 +54,7 @@ def run(runs: Path, docs: Path, name: str = "gaussians") -> dict[str, Any]:
     recon: dict[str, np.ndarray] = {}
     G = None
     for method in METHODS:
-        inverter, G, _, _ = load_inverter(runs / method / "inverter.safetensors", "cpu")
+        inverter, G, _, _ = load_inverter(RunDir(runs / method).final_weights("inverter"), "cpu")
         recon[method] = G(inverter(x)).numpy()
         result["methods"][method] = mode_recovery(test.data, recon[method])
     samples = G(torch.randn(len(test), G.cfg.z_dim, generator=torch.Generator().manual_seed(0))).numpy()
