@@ -1,14 +1,21 @@
 """Reconstruction metrics shared by the training package's evaluation and the service's metric jobs.
 
-Images are [N, C, H, W] float32 in [-1, +1]; every metric maps them to [0, 1] first (clipped) and uses
-data_range 1, as `training.inversion.dfi.reconstruction_scores`. PSNR is numpy (10·log10(1/MSE) per image, the formula
-torchmetrics uses with reduction='none'); SSIM is torchmetrics' (11×11 Gaussian window), imported lazily because
-the ONNX-only API has no torch — `ssim` raises `MetricUnavailable` there, naming what to install.
+Images are [N, C, H, W] float32 in [-1, +1]; every image metric maps them to [0, 1] first (clipped) and uses
+data_range 1. MSE and PSNR are numpy float64 (10·log10(1/MSE) per image, the formula torchmetrics uses with
+reduction='none'); SSIM is torchmetrics' (11×11 Gaussian window), imported lazily because the ONNX-only API has no
+torch — `ssim` raises `MetricUnavailable` there, naming what to install.
+
+One place for each idea: `IMAGE_METRICS` maps a name to its per-image function of (reconstructions, targets) and
+`score_images` computes a chosen list of them for a batch; the two metrics of other inputs — `class_consistency`
+(a judge's logits of the reconstructions and the true labels) and `latent_norm` (the latents) — are functions of
+their own. `summarize` is the one summary format, {"mean", "std", "n"}, of the service's jobs and of
+`training.evaluation.scoring`, which accumulates these per-image values over batches for every training caller.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -36,11 +43,15 @@ def to_unit(images: np.ndarray) -> np.ndarray:
     return (np.clip(images.astype(np.float64), -1.0, 1.0) + 1.0) / 2.0
 
 
+def mse(reconstructions: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """[N] mean squared error per image on [0, 1] images (the MSE of `psnr`)."""
+    return ((to_unit(reconstructions) - to_unit(targets)) ** 2).reshape(len(targets), -1).mean(1)
+
+
 def psnr(reconstructions: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """[N] dB. An exact reconstruction gives +inf (MSE 0), as torchmetrics."""
-    mse = ((to_unit(reconstructions) - to_unit(targets)) ** 2).reshape(len(targets), -1).mean(1)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(1.0 / mse)
+        return 10.0 * np.log10(1.0 / mse(reconstructions, targets))
 
 
 def ssim(reconstructions: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -82,6 +93,26 @@ def ms_ssim(reconstructions: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def class_consistency(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """[N] 1.0 where the classifier's label of the reconstruction equals the true label (ICLR sec. 4)."""
     return (np.asarray(logits).argmax(1) == np.asarray(labels)).astype(np.float64)
+
+
+ImageMetric = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# name → per-image function of (reconstructions, targets), both [N, C, H, W] in [-1, 1] → [N] float64. `mse` is here
+# for the training package's reconstruction scores; the service's jobs offer the names in METRICS only.
+IMAGE_METRICS: dict[str, ImageMetric] = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim, "mse": mse}
+
+
+def score_images(reconstructions: np.ndarray, targets: np.ndarray, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """name → [N] per-image values of each image metric in `names` (keys in the order asked)."""
+    names = list(names)
+    unknown = [name for name in names if name not in IMAGE_METRICS]
+    if unknown:
+        raise ValueError(f"unknown image metric(s) {unknown}; known: {list(IMAGE_METRICS)}")
+    return {name: IMAGE_METRICS[name](reconstructions, targets) for name in names}
+
+
+def latent_norm(latents: np.ndarray) -> np.ndarray:
+    """[N] ‖ẑ‖₂ per latent (how far inversion lands from the prior's typical shell, √|z| for z ~ N(0, I))."""
+    return np.linalg.norm(latents, axis=1).astype(np.float64)
 
 
 def summarize(values: np.ndarray) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from saq import Job
 
 from dfi_core.datasets import load_split
-from dfi_core.metrics import class_consistency, ms_ssim, psnr, ssim, summarize
+from dfi_core.metrics import IMAGE_METRICS, class_consistency, latent_norm, score_images, summarize
 from dfi_core.preprocessing import to_model_range
 from service.metrics import WorkerMetrics
 from service.registry import LoadedModel, ModelRegistry
@@ -60,19 +60,15 @@ def score_chunk(model: LoadedModel, images: np.ndarray, labels: np.ndarray | Non
 
         z = refine_latents(model.torch_generator(), x, z, request["refine_steps"], torch_threads)
     recon = model.graphs["generator"](z)
-    out: dict[str, np.ndarray] = {}
-    for metric in request["metrics"]:
-        if metric == "psnr":
-            out[metric] = psnr(recon, x)
-        elif metric == "ssim":
-            out[metric] = ssim(recon, x)
-        elif metric == "ms_ssim":
-            out[metric] = ms_ssim(recon, x)
-        elif metric == "class_consistency" and labels is not None:
-            out[metric] = class_consistency(model.graphs["classifier"](recon), labels)
-        elif metric == "latent_norm":
-            out[metric] = np.linalg.norm(z, axis=1).astype(np.float64)
-    return out
+    asked = request["metrics"]
+    out = score_images(recon, x, [metric for metric in asked if metric in IMAGE_METRICS])  # the shared table
+    # The two metrics of other inputs: the judge's labels of the reconstructions (uploads carry no true labels,
+    # reported as unavailable by the job), and the latents.
+    if "class_consistency" in asked and labels is not None:
+        out["class_consistency"] = class_consistency(model.graphs["classifier"](recon), labels)
+    if "latent_norm" in asked:
+        out["latent_norm"] = latent_norm(z)
+    return {metric: out[metric] for metric in asked if metric in out}  # the order asked, as the job reports it
 
 
 @contextlib.asynccontextmanager

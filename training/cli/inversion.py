@@ -60,6 +60,7 @@ def train_inverter_command(
 
 
 def _summary_line(name: str, scores: dict[str, Any]) -> str:
+    """One line of reconstruction.json's flat scores (psnr_mean, psnr_std, ...; points: mse only)."""
     if "psnr_mean" not in scores:
         return f"{name}: MSE {scores['mse_mean']:.4f} ± {scores['mse_std']:.4f}"
     return (f"{name}: PSNR {scores['psnr_mean']:.2f} ± {scores['psnr_std']:.2f} dB, "
@@ -110,7 +111,9 @@ def reconstruct_command(
     from dfi_core.refinement import METHODS
     from training.core.torch_utils import resolve_device
     from training.datasets import DataSourceMissing
-    from training.inversion.dfi import evaluate_reconstruction, load_gan_split, load_inverter, read_gan_config
+    from training.evaluation.reconstruction import evaluate_reconstruction
+    from training.evaluation.scoring import flatten
+    from training.inversion.dfi import load_gan_split, load_inverter, read_gan_config
 
     set_threads(threads)
     if refine_method not in METHODS:
@@ -126,8 +129,10 @@ def reconstruct_command(
                                          refine_method=refine_method, refine_lr=refine_lr, bound=bound)  # fmt: skip
     except (DataSourceMissing, ValueError, FileNotFoundError) as error:
         fail(str(error))
+    # reconstruction.json keeps its flat schema (psnr_mean, psnr_std, ..., refined.psnr_mean) from the summaries.
     result = {"inverter": str(inverter), "method": config.method, "gan_checkpoint": str(gan or config.gan_checkpoint),
-              "data": gan_config.data.name, "split": "test", **result, "command": command_line(ctx)}  # fmt: skip
+              "data": gan_config.data.name, "split": "test", **flatten(result, mean="{}_mean"),
+              "command": command_line(ctx)}  # fmt: skip
     target = out or inverter.parent / "reconstruction.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2))

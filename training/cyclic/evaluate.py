@@ -23,7 +23,8 @@ from dfi_core.datasets import load_split
 from dfi_core.preprocessing import to_model_range, to_uint8
 from training.classifiers.classifier import load_classifier
 from training.core.checkpoint import read_metadata
-from training.cyclic.model import latest_checkpoint, load_cyclic
+from training.core.runs import RunDir
+from training.cyclic.model import load_cyclic
 from training.evaluation.bundle import score_repeats
 from training.evaluation.fd import frechet_distance_of_features
 from training.evaluation.samples import classifier_features
@@ -36,8 +37,8 @@ def _reconstructors(runs: Path, bundle_dir: Path | None) -> tuple[dict[str, Any]
     recon: dict[str, Any] = {}
     info: dict[str, Any] = {}
     generators: dict[str, Any] = {}
-    for run in sorted(p for p in runs.iterdir() if (p / "checkpoints").is_dir()):
-        path = latest_checkpoint(run)
+    for run in sorted(RunDir(p) for p in runs.iterdir() if RunDir(p).checkpoints.is_dir()):
+        path = run.latest_checkpoint()
         modules, cfg = load_cyclic(path)
         E, G = modules["E"], modules["G"]
 

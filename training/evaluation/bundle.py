@@ -4,9 +4,10 @@ Each repeat scores a disjoint block of n unseen test images (repeat r takes imag
 so mean ± std over repeats is the spread between image sets, as the papers' "5 repeats of 1000 images".
 Methods from a bundle alone: `dfi` (invert.onnx), `dfi_opt` (50 Adam steps of eq. 2 from ẑ, torch on
 generator.safetensors) and `opt` (the same steps from z ~ N(0, I): the optimisation-only baseline of IJCV Table 1).
-Metrics (dfi_core.metrics, shared with the service's jobs): PSNR, SSIM, MS-SSIM, class-consistency (the bundle's
-classifier.onnx) and, with `--classifier`, the domain FD of reconstructions vs the real images in that classifier's
-penultimate features. LPIPS / FID / IS are reported as unavailable with the reason (no pretrained weights here).
+Metrics (dfi_core.metrics, shared with the service's jobs, accumulated by training/evaluation/scoring.py): PSNR,
+SSIM, MS-SSIM, class-consistency (the bundle's classifier.onnx) and, with `--classifier`, the domain FD of
+reconstructions vs the real images in that classifier's penultimate features. LPIPS / FID / IS are reported as
+unavailable with the reason (no pretrained weights here).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from dfi_core import metrics
-from dfi_core.bundle import load_bundle
+from dfi_core.bundle import Bundle, load_bundle
 from dfi_core.datasets import ImageSplit, load_split
 from dfi_core.preprocessing import to_model_range, to_uint8
 from dfi_core.refinement import load_refinement_generator, refine
+from training.evaluation.scoring import Reconstructor, Summary, score_reconstructions
 
 METHODS = ("dfi", "dfi_opt", "opt")
-IMAGE_METRICS = ("psnr", "ssim", "ms_ssim", "class_consistency")
+REPEAT_METRICS = ("psnr", "ssim", "ms_ssim")  # the image metrics of every block; + class_consistency with a judge
 
 
 def check_request(methods: list[str], n: int, repeats: int, split_size: int) -> None:
@@ -54,9 +56,6 @@ def _latents(method: str, x: np.ndarray, invert, G, steps: int, seed: int) -> np
     return z.numpy()
 
 
-Reconstructor = Callable[[np.ndarray, int], np.ndarray]  # (x [B, C, H, W] in [-1, 1], image offset) → G(ẑ)
-
-
 def score_repeats(
     data: ImageSplit,
     reconstructors: dict[str, Reconstructor],
@@ -66,13 +65,14 @@ def score_repeats(
     features: torch.nn.Module | None = None,
     batch: int = 250,
     n_examples: int = 8,
-) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, Summary]], dict[str, np.ndarray]]:
     """Score each reconstructor on `repeats` disjoint blocks of n test images (repeat r: images [r·n, (r+1)·n)).
 
-    Per block: PSNR, SSIM, MS-SSIM, class-consistency (with `judge`, an ONNX classifier) and the FD of the
-    reconstructions vs the real block in `features`' penultimate space. Returns (per-repeat summaries, mean ± std
-    table over repeats, the first `n_examples` inputs and reconstructions of repeat 0). The reconstructor gets the
-    index of the batch's first image within the split (a seed offset for random starts)."""
+    Per block (`score_reconstructions`): PSNR, SSIM, MS-SSIM, class-consistency (with `judge`, an ONNX
+    classifier) and the FD of the reconstructions vs the real block in `features`' penultimate space. Returns
+    (per-repeat means, the table: each metric's summary {"mean", "std", "n"} over the repeats' means (n = repeats),
+    the first `n_examples` inputs and reconstructions of repeat 0). The reconstructor gets the index of the batch's
+    first image within the split (a seed offset for random starts)."""
     from training.evaluation.fd import frechet_distance_of_features
 
     per_repeat: dict[str, list[dict[str, float]]] = {m: [] for m in reconstructors}
@@ -85,20 +85,8 @@ def score_repeats(
             with torch.no_grad():
                 real_f = features.features(torch.from_numpy(x_all)).numpy()
         for method, reconstruct in reconstructors.items():
-            values: dict[str, list[np.ndarray]] = {k: [] for k in IMAGE_METRICS}
-            outs = []
-            for start in range(0, n, batch):
-                x = x_all[start : start + batch]
-                out = reconstruct(x, r * n + start)
-                outs.append(out)
-                values["psnr"].append(metrics.psnr(out, x))
-                values["ssim"].append(metrics.ssim(out, x))
-                values["ms_ssim"].append(metrics.ms_ssim(out, x))
-                if judge is not None:
-                    truth = labels[start : start + len(x)]
-                    values["class_consistency"].append(metrics.class_consistency(judge(out), truth))
-            summary = {k: float(np.concatenate(v).mean()) for k, v in values.items() if v}
-            all_out = np.concatenate(outs)
+            scores, all_out = score_reconstructions(reconstruct, x_all, labels, judge, REPEAT_METRICS, batch, r * n)
+            summary = {k: s["mean"] for k, s in scores.summary().items()}
             if features is not None:
                 with torch.no_grad():
                     fake_f = features.features(torch.from_numpy(all_out)).numpy()
@@ -108,17 +96,29 @@ def score_repeats(
                 examples[method] = all_out[:n_examples]
         if r == 0:
             examples["input"] = x_all[:n_examples]
-    table = {
-        m: {
-            k: {
-                "mean": float(np.mean([s[k] for s in rows])),
-                "std": float(np.std([s[k] for s in rows], ddof=1)) if len(rows) > 1 else 0.0,
-            }
-            for k in rows[0]
-        }
-        for m, rows in per_repeat.items()
-    }
+    table = {m: {k: metrics.summarize([s[k] for s in rows]) for k in rows[0]} for m, rows in per_repeat.items()}
     return per_repeat, table, examples
+
+
+def open_reconstructors(
+    bundle: Bundle, methods: list[str], refine_steps: int = 50, seed: int = 0
+) -> tuple[dict[str, Reconstructor], Callable[[np.ndarray], np.ndarray] | None]:
+    """The bundle's reconstructor of each method (ONNX graphs; refinement in torch on generator.safetensors) and
+    its class-consistency judge (classifier.onnx, None when the bundle has none)."""
+    invert = bundle.open_graph("invert", providers=["CPUExecutionProvider"])
+    generator = bundle.open_graph("generator", providers=["CPUExecutionProvider"])
+    judge = (
+        bundle.open_graph("classifier", providers=["CPUExecutionProvider"])
+        if bundle.manifest.graphs.classifier
+        else None
+    )
+    G = load_refinement_generator(bundle.path(bundle.manifest.refinement.file))
+    reconstructors = {
+        method: (lambda x, offset, method=method: generator(_latents(method, x, invert, G, refine_steps, seed + offset)
+                                                             .astype(np.float32)))
+        for method in methods
+    }  # fmt: skip
+    return reconstructors, judge
 
 
 def evaluate_bundle(
@@ -134,24 +134,12 @@ def evaluate_bundle(
     bundle = load_bundle(bundle_dir)
     data = load_split(bundle.manifest.dataset.name, "test")
     check_request(methods, n, repeats, len(data.images))
-    invert = bundle.open_graph("invert", providers=["CPUExecutionProvider"])
-    generator = bundle.open_graph("generator", providers=["CPUExecutionProvider"])
-    judge = (
-        bundle.open_graph("classifier", providers=["CPUExecutionProvider"])
-        if bundle.manifest.graphs.classifier
-        else None
-    )
-    G = load_refinement_generator(bundle.path(bundle.manifest.refinement.file))
+    reconstructors, judge = open_reconstructors(bundle, methods, refine_steps, seed)
     features = None
     if classifier_checkpoint is not None:
         from training.classifiers.classifier import load_classifier
 
         features = load_classifier(classifier_checkpoint)[0]
-    reconstructors = {
-        method: (lambda x, offset, method=method: generator(_latents(method, x, invert, G, refine_steps, seed + offset)
-                                                             .astype(np.float32)))
-        for method in methods
-    }  # fmt: skip
     per_repeat, table, examples = score_repeats(data, reconstructors, n, repeats, judge, features, batch, n_examples=8)
     return {
         "bundle": bundle.name,

@@ -14,6 +14,7 @@ from training.core.checkpoint import read_metadata
 from training.core.torch_utils import resolve_device
 from training.datasets import Dataset, load_dataset
 from training.evaluation.fd import frechet_distance_of_features
+from training.evaluation.scoring import Scores, flatten
 from training.gan.model import load_generator_and_discriminator
 
 
@@ -59,6 +60,9 @@ def evaluate_samples(
     }
 
 
+INVERSION_METRICS = ("psnr", "ssim")  # the image metrics of the manifest (and of docs/dfi.md); + class_consistency
+
+
 @torch.no_grad()
 def score_inversion(
     inverter: torch.nn.Module,
@@ -73,14 +77,15 @@ def score_inversion(
 ) -> dict[str, Any]:
     """The ICLR reconstruction metric on the first n unseen test images, for one inversion method:
     PSNR / SSIM (images in [0, 1], data_range 1), class-consistency (the classifier's label of G(ẑ) equals the
-    true label) and the domain FD between the reconstructions and the real images (classifier features).
-    With refine_steps > 0 the same for ẑ refined by eq. 2 (key "refined"). Returns the reconstructions too."""
+    true label) as summaries {"mean", "std", "n"}, and the domain FD between the reconstructions and the real
+    images (classifier features). With refine_steps > 0 the same for ẑ refined by eq. 2 (key "refined").
+    Returns the reconstructions too; `flat_inversion_scores` gives the manifest's schema."""
     from dfi_core.refinement import refine
-    from training.inversion.dfi import reconstruction_scores
 
     n = min(n, len(data))
-    out: dict[str, dict[str, list]] = {"direct": {}, "refined": {}}
+    scores = {"direct": Scores(INVERSION_METRICS), "refined": Scores(INVERSION_METRICS)}
     real_features, recon = [], {"direct": [], "refined": []}
+    fake_features: dict[str, list[torch.Tensor]] = {"direct": [], "refined": []}
     for start in range(0, n, batch):
         index = torch.arange(start, min(start + batch, n))
         x, labels = data.batch(index, device), data.label_batch(index, device)
@@ -93,26 +98,26 @@ def score_inversion(
         for key, z in versions.items():
             images = G(z)
             recon[key].append(images.cpu())
-            parts = out[key]
-            for name, values in reconstruction_scores(images, x).items():
-                parts.setdefault(name, []).append(values.cpu())
-            parts.setdefault("consistent", []).append((classifier(images).argmax(1) == labels).float().cpu())
-            parts.setdefault("features", []).append(classifier.features(images).cpu())
+            scores[key].add_images(images, x)
+            scores[key].add_class_consistency(classifier(images), labels)
+            fake_features[key].append(classifier.features(images).cpu())
     real = torch.cat(real_features).numpy()
     result: dict[str, Any] = {"n": n}
     for key in ("direct", "refined"):
-        if not out[key]:
+        if not fake_features[key]:
             continue
-        parts = {name: torch.cat(values) for name, values in out[key].items()}
-        scores = {
-            "psnr": float(parts["psnr"].mean()), "psnr_std": float(parts["psnr"].std()),
-            "ssim": float(parts["ssim"].mean()), "ssim_std": float(parts["ssim"].std()),
-            "class_consistency": float(parts["consistent"].mean()),
-            "fd": frechet_distance_of_features(real, parts["features"].numpy()),
-        }  # fmt: skip
+        summary: dict[str, Any] = scores[key].summary()
+        summary["fd"] = frechet_distance_of_features(real, torch.cat(fake_features[key]).numpy())
         if key == "direct":
-            result.update(scores)
+            result.update(summary)
         else:
-            result["refined"] = {"steps": refine_steps, "method": refine_method, **scores}
+            result["refined"] = {"steps": refine_steps, "method": refine_method, **summary}
     result["reconstructions"] = {k: torch.cat(v) for k, v in recon.items() if v}
     return result
+
+
+def flat_inversion_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """`score_inversion`'s result (without "reconstructions") in the schema of the bundle manifest's
+    `metrics.dfi` / `metrics.dfi_opt` and docs/dfi/*-scores.json: psnr, psnr_std, ssim, ssim_std,
+    class_consistency, fd (and "refined" alike)."""
+    return flatten(scores, stds=INVERSION_METRICS)

@@ -9,16 +9,16 @@ checked against torch before the command succeeds.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dfi_core.bundle import load_bundle, write_manifest
+from dfi_core.bundle import edit_bundle, load_bundle
 from training.classifiers.classifier import load_classifier
 from training.core.checkpoint import read_metadata
-from training.evaluation.samples import score_inversion
+from training.core.runs import RunDir
+from training.evaluation.samples import flat_inversion_scores, score_inversion
 from training.export.onnx import check_parity, export_bundle
 from training.export.shared_weights import share_bundle_weights
 from training.inversion.dfi import load_export_ready, load_gan_split, load_inverter, read_gan_config
@@ -32,9 +32,8 @@ LICENSES = {
 }
 
 
-def _command(run_dir: Path) -> str | None:
-    path = run_dir / "command.txt"
-    return path.read_text().strip() if path.is_file() else None
+def _command(run: RunDir) -> str | None:
+    return run.read_command() if run.command_path.is_file() else None
 
 
 def _round(values: dict[str, Any]) -> dict[str, Any]:
@@ -60,16 +59,22 @@ def build_bundle(
     test = load_gan_split(gan_config, "test")
     scores = score_inversion(inverter, G, classifier, test, n=n, refine_steps=refine_steps)
     scores.pop("reconstructions")
+    scores = flat_inversion_scores(scores)  # the manifest's schema: psnr, psnr_std, ssim, ssim_std, ...
     metrics = {
         "test_images": scores["n"],  # min(n, size of the test split): emoji has 688
         "split": "test (never seen in training)",
         "dfi": _round({k: v for k, v in scores.items() if k not in ("refined", "n")}),
         "dfi_opt": _round(scores.get("refined", {})),
         "classifier": str(classifier_checkpoint),
-        "notes": "PSNR/SSIM on [0,1] images, data_range 1 (torchmetrics); class_consistency and fd use the "
-        "data set's classifier (penultimate features); dfi_opt = 50 Adam steps of eq. 2 from the DFI latent",
+        "notes": "PSNR/SSIM on [0,1] images, data_range 1 (dfi_core.metrics; SSIM torchmetrics); "
+        "class_consistency and fd use the data set's classifier (penultimate features); "
+        "dfi_opt = 50 Adam steps of eq. 2 from the DFI latent",
     }
-    runs = (gan_checkpoint.parent.parent, inverter_checkpoint.parent, classifier_checkpoint.parent)
+    runs = (
+        RunDir.of_checkpoint(gan_checkpoint),
+        RunDir(inverter_checkpoint.parent),
+        RunDir(classifier_checkpoint.parent),
+    )
     commands = [c for c in map(_command, runs) if c]
     export_ready = load_export_ready(inverter_checkpoint)
     bundle_dir = export_bundle(
@@ -83,14 +88,12 @@ def build_bundle(
     parity = check_parity(bundle_dir, G, export_ready.features, export_ready)
     if max(parity.values()) > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX parity failed for {bundle_dir}: {parity} (tolerance {PARITY_TOLERANCE})")
-    manifest = load_bundle(bundle_dir).manifest.model_dump(mode="json", exclude={"files"})
-    # The inverter's torch weights travel with the bundle so that CI can re-check ONNX parity on shipped bundles
-    # without the run folders (tests/models/test_shipped_bundles.py).
-    shutil.copyfile(inverter_checkpoint, bundle_dir / INVERTER_FILE)
-    (bundle_dir / INVERTER_FILE).chmod(0o644)
-    manifest["training"]["checkpoints"].append(INVERTER_FILE)
-    manifest["metrics"]["onnx_parity_max_abs_error"] = {k: float(f"{v:.3g}") for k, v in parity.items()}
-    write_manifest(bundle_dir, manifest)
+    with edit_bundle(bundle_dir) as edit:
+        # The inverter's torch weights travel with the bundle so that CI can re-check ONNX parity on shipped bundles
+        # without the run folders (tests/models/test_shipped_bundles.py).
+        edit.add_file(inverter_checkpoint, INVERTER_FILE)
+        edit.record_checkpoint(INVERTER_FILE)
+        edit.set_metric("onnx_parity_max_abs_error", {k: float(f"{v:.3g}") for k, v in parity.items()})
     share_bundle_weights(bundle_dir)  # the CN (and any un-normalised D^f) weights once, in inverter.safetensors
     # The optional parts every shipped bundle carries: the data set's judge and the named editing directions.
     from training.export.extras import add_classifier, add_directions
@@ -99,7 +102,7 @@ def build_bundle(
     if gan_config.data.name in ("fashion-mnist", "emoji"):
         add_directions(bundle_dir)
     load_bundle(bundle_dir)
-    return bundle_dir, manifest["metrics"]
+    return bundle_dir, edit.written.manifest.metrics
 
 
 def bundle_parity(bundle_dir: str | Path, n: int = 64, batch_sizes: tuple[int, ...] = (1, 64)) -> dict[str, float]:

@@ -9,7 +9,8 @@
 
 Every method ends in the same connection network CN, so the four differ only in the two ablated choices
 ("encoder trained from scratch vs D^f + CN", "image vs latent loss"). The "opt" variants are these inverters
-followed by `dfi_core.refinement.refine` (eq. 2).
+followed by `dfi_core.refinement.refine` (eq. 2). Their scores live one layer up, in training/evaluation/
+(reconstruction.py, on the shared scoring core scoring.py).
 
 Shapes: x [N, C, H, W] float32 [-1, +1] (or points [N, D]); z, ẑ [N, z_dim].
 """
@@ -20,20 +21,17 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm.auto import tqdm
 
-from dfi_core.refinement import refine
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from training.core.config import config_from_dict, register_config, to_dict
 from training.core.plotting import save_grid, save_points
-from training.core.runs import RunLog
+from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
 from training.gan.config import GANConfig
@@ -263,9 +261,9 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
     held = _heldout_set(G, test, z_dim, config.seed, device)
     sample_x = test.batch(torch.arange(min(SAMPLE_IMAGES if test.is_image else 2_000, len(test))), device)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    log = RunLog(run_dir / "log.jsonl")
+    run = RunDir(run_dir)
+    run.write_config(config)
+    log = run.log()
     log.write({"step": 0, **_heldout_metrics(inverter, G, held), "seconds": 0.0})
 
     def step_loss() -> torch.Tensor:
@@ -297,10 +295,10 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
             log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
         if done % config.sample_every == 0 or done == config.steps:
-            _save_samples(inverter, G, sample_x, run_dir / "samples" / f"step-{done:06d}.png", sample_x)
+            _save_samples(inverter, G, sample_x, run.samples / f"step-{done:06d}.png", sample_x)
     inverter.eval()
     extra = {"gan_config": to_dict(gan), **_heldout_metrics(inverter, G, held)}
-    path = save_checkpoint(run_dir / "inverter.safetensors", {"inverter": inverter}, {}, asdict(config),
+    path = save_checkpoint(run.final_weights(config.kind), {"inverter": inverter}, {}, asdict(config),
                            config.steps, extra=extra)  # fmt: skip
     return path, inverter
 
@@ -351,79 +349,3 @@ def load_inverter(
     if json.loads(json.dumps(to_dict(gan))) != read_metadata(path)["extra"]["gan_config"]:  # tuples → lists
         raise ValueError(f"{gan_path} is not the GAN the inverter {path} was trained on (configs differ)")
     return inverter, G, D, config
-
-
-def reconstruction_scores(recon: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample scores [N] of reconstructions against targets. Images are mapped from [-1, 1] to [0, 1] first
-    (data_range 1): PSNR (dB), SSIM (11×11 Gaussian window) and MSE; points: MSE only."""
-    if x.dim() != 4:
-        return {"mse": (recon - x).pow(2).flatten(1).mean(1)}
-    a, b = ((t.clamp(-1, 1) + 1) / 2 for t in (recon, x))
-    return {
-        "psnr": peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)),
-        "ssim": structural_similarity_index_measure(a, b, data_range=1.0, reduction="none"),
-        "mse": (a - b).pow(2).flatten(1).mean(1),
-    }
-
-
-def _summary(parts: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key in parts[0]:
-        values = torch.cat([p[key] for p in parts]).double()
-        out[f"{key}_mean"] = values.mean().item()
-        out[f"{key}_std"] = values.std().item() if len(values) > 1 else 0.0
-    return out
-
-
-@torch.no_grad()
-def latent_error(
-    inverter: nn.Module, G: nn.Module, n: int, z_dim: int, device: str | torch.device, seed: int = 0, batch: int = 250
-) -> float:
-    """Mean ‖z − ẑ‖² / z_dim over n fresh generated pairs (z ~ N(0, I) from a CPU generator seeded `seed`)."""
-    rng = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for start in range(0, n, batch):
-        z = torch.randn(min(batch, n - start), z_dim, generator=rng).to(device)
-        total += (inverter(G(z)) - z).pow(2).sum().item()
-    return total / (n * z_dim)
-
-
-@torch.no_grad()
-def evaluate_reconstruction(
-    inverter: nn.Module,
-    G: nn.Module,
-    data: Dataset,
-    n: int,
-    device: str | torch.device,
-    batch: int = 250,
-    seed: int = 0,
-    refine_steps: int = 0,
-    refine_method: str = "adam",
-    refine_lr: float | None = None,
-    bound: float | None = None,
-) -> dict[str, Any]:
-    """Reconstruction of the first n samples of `data` (use the test split, the ICLR metric on unseen data):
-    PSNR/SSIM mean and std over images, MSE; the latent error on n fresh generated pairs; with refine_steps > 0
-    the same scores after refining ẑ by eq. 2 (key "refined")."""
-    n = min(n, len(data))
-    if n < 1:
-        raise ValueError("evaluate_reconstruction needs n ≥ 1")
-    z_dim = inverter.connection_network.cfg.z_dim  # type: ignore[union-attr]
-    direct, refined, infer_s, refine_s = [], [], 0.0, 0.0
-    for start in range(0, n, batch):
-        x = data.batch(torch.arange(start, min(start + batch, n)), device)
-        t0 = time.perf_counter()
-        z_hat = inverter(x)
-        infer_s += time.perf_counter() - t0
-        direct.append(reconstruction_scores(G(z_hat), x))
-        if refine_steps:
-            t0 = time.perf_counter()
-            z_opt, _ = refine(G, x, z_hat, steps=refine_steps, method=refine_method, lr=refine_lr, bound=bound)
-            refine_s += time.perf_counter() - t0
-            refined.append(reconstruction_scores(G(z_opt), x))
-    result: dict[str, Any] = {"n": n, **_summary(direct), "seconds_inference": infer_s}
-    result["latent_error"] = latent_error(inverter, G, n, z_dim, device, seed, batch)
-    if refine_steps:
-        result["refined"] = {"steps": refine_steps, "method": refine_method, **_summary(refined),
-                             "seconds_refinement": refine_s}  # fmt: skip
-    return result

@@ -12,13 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from training.core.plotting import pyplot
+from training.core.runs import RunDir
 
 ORDER = ("dcgan", "lsgan", "wgan-gp", "sngan", "dfm", "rfgan")
-
-
-def _log(run: Path) -> list[dict[str, Any]]:
-    path = run / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def earlier_scores(run: Path) -> str:
@@ -42,7 +38,7 @@ def wall_seconds(records: list[dict[str, Any]]) -> float:
 
 def plot_losses(run: Path, target: Path) -> Path:
     plt = pyplot()
-    records = _log(run)
+    records = RunDir(run).read_log()
     steps = [r["step"] for r in records]
     fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
     for key in ("loss_D", "loss_G"):
@@ -61,7 +57,7 @@ def plot_inverter_curves(runs: dict[str, Path], target: Path) -> Path:
     """Training curves of inverter runs side by side: the held-out latent error ‖ẑ − z‖² on fixed generated pairs
     (what DFI minimises, eq. 5) and the image MSE of G(ẑ) on fixed real test images (what the targets measure),
     both from each run's log.jsonl, against the training step."""
-    logs = {name: [r for r in _log(run) if "heldout_latent_error" in r] for name, run in runs.items()}
+    logs = {name: [r for r in RunDir(run).read_log() if "heldout_latent_error" in r] for name, run in runs.items()}
     for name, records in logs.items():
         if not records:
             raise ValueError(f"{runs[name]} has no inverter log (log.jsonl with heldout_latent_error)")
@@ -103,7 +99,7 @@ def panel(images: list[tuple[str, Path]], target: Path, columns: int = 4) -> Pat
 
 
 def _final_samples(run: Path) -> Path | None:
-    grids = sorted((run / "samples").glob("step-*.png"))
+    grids = sorted(RunDir(run).samples.glob("step-*.png"))
     return grids[-1] if grids else None
 
 
@@ -111,30 +107,30 @@ def zoo_report(runs_root: Path, docs_dir: Path) -> Path:
     figures = docs_dir / "zoo"
     figures.mkdir(parents=True, exist_ok=True)
     rows, panels = [], {}
-    for run in sorted(p for p in runs_root.iterdir() if (p / "sample_fd.json").is_file()):
-        score = json.loads((run / "sample_fd.json").read_text())
-        config = json.loads((run / "config.json").read_text())
+    for run in sorted(p for p in runs_root.iterdir() if RunDir(p).sample_fd_path.is_file()):
+        score = json.loads(RunDir(run).sample_fd_path.read_text())
+        folder = RunDir(run)
+        config = folder.read_config()
         samples = _final_samples(run)
         if samples is not None:
             shutil.copyfile(samples, figures / f"{run.name}-samples.png")
             panels.setdefault(config["data"]["name"], []).append((config["loss"]["name"], samples))
         plot_losses(run, figures / f"{run.name}-losses.png")
-        log = _log(run)
+        log = folder.read_log()
         rows.append({
             "run": run.name, "data": config["data"]["name"], "loss": config["loss"]["name"],
             "steps": score.get("checkpoint_step", config["steps"]), "n_critic": config["optim"]["n_critic"],
             "fd": score["fd_samples_vs_test"], "floor": score["fd_train_vs_test"], "n": score["n_samples"],
             "hist": score["sample_class_histogram"], "minutes": wall_seconds(log) / 60,
-            "command": (run / "command.txt").read_text().strip(), "fd_command": score.get("command", ""),
+            "command": folder.read_command(), "fd_command": score.get("command", ""),
             "earlier": earlier_scores(run),
         })  # fmt: skip
     for data, items in panels.items():
         items.sort(key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else len(ORDER))
         panel(items, figures / f"{data}-zoo.png", columns=min(4, len(items)))
+    classifier_runs = [RunDir(run) for run in sorted(runs_root.glob("*-classifier"))]
     classifiers = {
-        run.name: json.loads((run / "metrics.json").read_text())
-        for run in sorted(runs_root.glob("*-classifier"))
-        if (run / "metrics.json").is_file()
+        run.name: json.loads(run.metrics_path.read_text()) for run in classifier_runs if run.metrics_path.is_file()
     }
     page = docs_dir / "zoo.md"
     page.write_text(render(rows, classifiers, {k: command_of(runs_root / k) for k in classifiers}))
@@ -142,8 +138,8 @@ def zoo_report(runs_root: Path, docs_dir: Path) -> Path:
 
 
 def command_of(run: Path) -> str:
-    path = run / "command.txt"
-    return path.read_text().strip() if path.is_file() else ""
+    folder = RunDir(run)
+    return folder.read_command() if folder.command_path.is_file() else ""
 
 
 def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_commands: dict[str, str]) -> str:
@@ -200,7 +196,7 @@ def dfi_report(
 
     from training.classifiers.classifier import load_classifier
     from training.core.plotting import save_grid
-    from training.evaluation.samples import score_inversion
+    from training.evaluation.samples import flat_inversion_scores, score_inversion
     from training.inversion.dfi import load_gan_split, load_inverter
 
     classifier, _ = load_classifier(classifier_path)
@@ -214,7 +210,8 @@ def dfi_report(
         recon = scores.pop("reconstructions")
         grids[config.method] = recon
         grids["input"] = test.batch(torch.arange(n))
-        results[config.method] = {**scores, "checkpoint": str(path), "command": command_of(path.parent)}
+        results[config.method] = {**flat_inversion_scores(scores), "checkpoint": str(path),
+                                  "command": command_of(path.parent)}  # fmt: skip
     figures = docs_dir / "dfi"
     figures.mkdir(parents=True, exist_ok=True)
     columns = [("input", None)] + [(m, k) for m in ("dfi",) for k in ("direct", "refined")]

@@ -28,7 +28,7 @@ from training.classifiers.classifier import load_classifier
 from training.core.plotting import save_grid
 from training.datasets import load_dataset
 from training.evaluation.fd import frechet_distance_of_features
-from training.inversion.dfi import reconstruction_scores
+from training.evaluation.scoring import Scores
 from training.scgan.model import SCGANConfig, crop, glue, load_scgan
 
 
@@ -101,10 +101,10 @@ def evaluate_scgan(scgan: Path, classifier_path: Path, out: Path, n: int = 1000,
         latent_l1 = float((inverter(y_crop) - z_hat).abs().mean())
 
     def summary(recon: torch.Tensor) -> dict:
-        scores = reconstruction_scores(recon, x_center)
-        return {k: float(v.double().mean()) for k, v in scores.items()} | {
-            "psnr_std": float(scores["psnr"].double().std())
-        }
+        scores = Scores(("psnr", "ssim", "mse"))
+        scores.add_images(recon, x_center)
+        summaries = scores.summary()  # metrics.json keeps its schema: the three means, then PSNR's std
+        return {k: s["mean"] for k, s in summaries.items()} | {"psnr_std": summaries["psnr"]["std"]}
 
     ref_feat = _features(classifier, reference)
     fd = lambda x: frechet_distance_of_features(_features(classifier, x), ref_feat)  # noqa: E731

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from training.cli.app import app
 from training.core.config import config_from_dict, to_dict
 from training.datasets.config import DataConfig
+from training.evaluation.reconstruction import evaluate_reconstruction, latent_error
 from training.gan.config import gan_config
 from training.gan.model import load_generator_and_discriminator
 from training.gan.train import train_gan
@@ -28,10 +29,8 @@ from training.inversion.dfi import (
     METHODS,
     InverterConfig,
     build_inverter,
-    evaluate_reconstruction,
     fit_inverter,
     infer_latents,
-    latent_error,
     load_export_ready,
     load_gan_split,
     load_inverter,
@@ -150,13 +149,13 @@ def test_evaluate_reconstruction_ranges_and_refinement_gain(gans, tmp_path: Path
     G, _, _ = load_generator_and_discriminator(gans["dcgan"])
     test = load_gan_split(read_gan_config(gans["dcgan"]), "test")
     result = evaluate_reconstruction(trained, G, test, n=20, device="cpu", batch=8, refine_steps=50)
-    assert result["n"] == 20
-    assert 0 < result["psnr_mean"] < 60 and result["psnr_std"] > 0
-    assert -1 <= result["ssim_mean"] <= 1 and result["ssim_std"] >= 0
+    assert result["n"] == 20 and result["psnr"]["n"] == 20  # the one summary format: {"mean", "std", "n"}
+    assert 0 < result["psnr"]["mean"] < 60 and result["psnr"]["std"] > 0
+    assert -1 <= result["ssim"]["mean"] <= 1 and result["ssim"]["std"] >= 0
     assert 0 < result["latent_error"] < 10
     refined = result["refined"]
-    assert refined["steps"] == 50 and refined["psnr_mean"] > result["psnr_mean"]
-    assert refined["mse_mean"] < result["mse_mean"]
+    assert refined["steps"] == 50 and refined["psnr"]["mean"] > result["psnr"]["mean"]
+    assert refined["mse"]["mean"] < result["mse"]["mean"]
 
 
 def test_cross_field_errors_come_before_any_work(gans, tmp_path: Path) -> None:
