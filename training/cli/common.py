@@ -4,6 +4,8 @@ line, CPU threads, NAME=PATH options and the data-set options. Library packages 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -33,6 +35,17 @@ def named_paths(items: list[str], option: str) -> dict[str, Path]:
             fail(f"row name {name!r} given twice")
         named[name] = Path(path)
     return named
+
+
+@contextmanager
+def user_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """Errors a user can fix (a bad option value, a missing file or data set, a folder in the way) end the
+    command with `error: <message>` and exit code 2, not a traceback. Missing data sets (DataSourceMissing) are
+    FileNotFoundErrors and bundle errors (BundleError) ValueErrors, so both are covered; `extra` adds more."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, FileExistsError, *extra) as error:
+        fail(str(error))
 
 
 def start_run(ctx: typer.Context, folder: Path, config: Any = None) -> Path:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import command_line, fail, set_threads, start_run
+from training.cli.common import command_line, set_threads, start_run, user_errors
 
 
 def train_cyclic_command(
@@ -39,11 +39,10 @@ def train_cyclic_command(
 ) -> None:
     """Train a VAE, ALI/BiGAN or ALICE with the zoo's DCGAN generator; writes RUN/checkpoints/step-*.safetensors."""
     from training.cyclic.model import CyclicConfig, train_cyclic
-    from training.datasets import DataSourceMissing
 
     set_threads(threads)
     run_dir = run_dir or Path(f"runs/cyclic/{data}-{model}")
-    try:
+    with user_errors():
         from training.datasets import load_dataset
 
         shape = load_dataset(data, "test", data_dir).shape  # the images' (C, H, W): emoji is (3, 64, 64)
@@ -54,8 +53,6 @@ def train_cyclic_command(
         config.validate()
         start_run(ctx, run_dir, config)
         path = train_cyclic(config, run_dir)
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(f"checkpoint: {path}")
 
 
@@ -82,12 +79,10 @@ def evaluate_cyclic_command(
     from training.cyclic.evaluate import evaluate_cyclic_runs, write_cyclic_report
 
     set_threads(threads)
-    try:
+    with user_errors():
         result = evaluate_cyclic_runs(runs, classifier, bundle, n=n, repeats=repeats, n_samples=samples, seed=seed,
                                       data_name=data)  # fmt: skip
         result["command"] = command_line(ctx)
         paths = write_cyclic_report(result, out)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(json.dumps({k: {m: round(v["mean"], 4) for m, v in row.items()} for k, row in result["table"].items()}))
     typer.echo(" ".join(str(p) for p in paths))

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import command_line, fail, set_threads, start_run
+from training.cli.common import command_line, set_threads, start_run, user_errors
 
 
 def train_attributes_command(
@@ -34,17 +34,14 @@ def train_attributes_command(
 ) -> None:
     """Train the emoji attribute classifier (gender, skin tone, five hair styles) on the train split."""
     from training.classifiers.attributes import AttributeTrainConfig, train_attributes
-    from training.datasets import DataSourceMissing
 
     set_threads(threads)
     config = AttributeTrainConfig(
         width=width, steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout_person_hair=holdout_person_hair
     )
-    try:
+    with user_errors():
         start_run(ctx, run_dir, config)
         path, metrics = train_attributes(config, run_dir)
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"checkpoint: {path}")
 
@@ -67,12 +64,10 @@ def evaluate_edits_command(
     from training.editing.evaluate import evaluate_edits
 
     set_threads(threads)
-    try:
+    with user_errors():
         values = tuple(float(s) for s in strengths.split(",") if s.strip())
         result = evaluate_edits(
             bundle, attributes, out, n=n, strengths=values, seed=seed, threads=threads, command=command_line(ctx)
         )
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(result["tables"])
     typer.echo(f"results: {out}")

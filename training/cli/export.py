@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import command_line, fail, set_threads
+from training.cli.common import command_line, set_threads, user_errors
 
 
 def export_bundle_command(
@@ -27,11 +27,9 @@ def export_bundle_command(
     from training.export.bundle import build_bundle
 
     set_threads(threads)
-    try:
+    with user_errors():
         folder, metrics = build_bundle(gan, inverter, classifier, name, out, n, refine_steps,
                                        extra_commands=[command_line(ctx)], overwrite=overwrite)  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        fail(str(error))
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"bundle: {folder}")
 
@@ -44,10 +42,8 @@ def export_classifier_command(
     """Add the data set's classifier to a bundle as classifier.onnx (image → logits), parity-checked."""
     from training.export.extras import add_classifier
 
-    try:
+    with user_errors():
         result = add_classifier(bundle, classifier, command=command_line(ctx))
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(f"{result.folder}: classifier over {len(result.manifest.dataset.class_names)} classes")
 
 
@@ -58,10 +54,8 @@ def export_gan_checkpoint_command(
     """Rebuild the bundle's GAN (G and D, frozen use only) as a checkpoint for `train inverter --gan`."""
     from training.export.gan_from_bundle import gan_checkpoint_from_bundle
 
-    try:
+    with user_errors():
         path = gan_checkpoint_from_bundle(bundle, out)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(f"GAN checkpoint: {path}")
 
 
@@ -71,13 +65,10 @@ def export_share_weights_command(
 ) -> None:
     """Store each weight of a bundle once: graphs read the tensors their safetensors files hold (ONNX external data).
     Exact (outputs checked bit for bit) and idempotent; new bundles are exported this way already."""
-    from dfi_core.bundle import BundleError
     from training.export.shared_weights import share_bundle_weights
 
-    try:
+    with user_errors():
         saved = share_bundle_weights(bundle, command=command_line(ctx))
-    except (BundleError, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     for name, count in saved.items():
         typer.echo(f"{name}: {count / 2**20:.1f} MiB now read from the bundle's safetensors")
 
@@ -94,12 +85,10 @@ def export_directions_command(
     """Compute the data set's named editing directions with the bundle's invert graph and store them."""
     from training.export.extras import add_directions
 
-    try:
+    with user_errors():
         chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
         result, summary = add_directions(bundle, command=command_line(ctx), kinds=chosen, n_components=components,
                                          threads=threads)  # fmt: skip
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     for name, counts in summary.items():
         typer.echo(f"{name}: {counts}")
     typer.echo(f"{result.folder}: {len(summary)} directions")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import DataDirOpt, DataOpt, command_line, fail, set_threads, shape_of, start_run
+from training.cli.common import DataDirOpt, DataOpt, command_line, fail, set_threads, shape_of, start_run, user_errors
 
 
 def train_gan_command(
@@ -43,13 +43,12 @@ def train_gan_command(
 ) -> None:
     """Train one GAN of the zoo; writes a self-describing run folder."""
     from training.core.runs import next_run_dir
-    from training.datasets import DataSourceMissing
     from training.datasets.config import DataConfig
     from training.gan.config import gan_config
     from training.gan.train import resume_gan, train_gan
 
     set_threads(threads)
-    try:
+    with user_errors():
         if resume is not None:
             path = resume_gan(resume, steps=steps)
             typer.echo(f"final checkpoint: {path}")
@@ -65,8 +64,6 @@ def train_gan_command(
         folder = run_dir or next_run_dir(out, f"{data}-{loss}")
         start_run(ctx, folder, config)
         path = train_gan(config, folder)
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(f"final checkpoint: {path}")
 
 
@@ -87,11 +84,11 @@ def train_classifier_command(
     from training.classifiers.config import ClassifierTrainConfig
     from training.classifiers.networks import ClassifierConfig
     from training.core.runs import next_run_dir
-    from training.datasets import DataSourceMissing, load_dataset
+    from training.datasets import load_dataset
     from training.datasets.config import DataConfig
 
     set_threads(threads)
-    try:
+    with user_errors():
         probe = load_dataset(data, "test", data_dir)
         config = ClassifierTrainConfig(
             data=DataConfig(data, data_dir),
@@ -101,8 +98,6 @@ def train_classifier_command(
         folder = run_dir or next_run_dir(out, f"{data}-classifier")
         start_run(ctx, folder, config)
         path, metrics = train_classifier(config, folder)
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(json.dumps(metrics))
     typer.echo(f"checkpoint: {path}")
 
@@ -122,10 +117,8 @@ def evaluate_samples_command(
     from training.evaluation.samples import evaluate_samples
 
     set_threads(threads)
-    try:
+    with user_errors():
         result = evaluate_samples(checkpoint, classifier, n=n, seed=seed, device=device)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     result["command"] = command_line(ctx)
     try:
         target = out or RunDir.of_checkpoint(checkpoint).sample_fd_path

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from training.cli.common import command_line, fail, set_threads, start_run
+from training.cli.common import command_line, fail, set_threads, start_run, user_errors
 
 
 def train_inverter_command(
@@ -38,7 +38,6 @@ def train_inverter_command(
 ) -> None:
     """Train an inverter of a frozen GAN; writes a self-describing run folder with inverter.safetensors."""
     from training.core.runs import next_run_dir
-    from training.datasets import DataSourceMissing
     from training.inversion.dfi import InverterConfig, train_inverter
     from training.inversion.networks import FeatureExtractorConfig
 
@@ -49,13 +48,11 @@ def train_inverter_command(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, sample_every=sample_every,
         device=device,
     )  # fmt: skip
-    try:
+    with user_errors():
         gan_config = config.validate()  # every cross-field error before a folder is made
         folder = run_dir or next_run_dir(out, f"{gan_config.data.name}-{gan_config.loss.name}-{method}")
-        start_run(ctx, folder)
+        start_run(ctx, folder, config)
         path = train_inverter(config, folder)
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(f"inverter: {path}")
 
 
@@ -110,7 +107,6 @@ def reconstruct_command(
     """PSNR/SSIM of G(ẑ) against unseen test images (mean ± std over images), and after refinement."""
     from dfi_core.refinement import METHODS
     from training.core.torch_utils import resolve_device
-    from training.datasets import DataSourceMissing
     from training.evaluation.reconstruction import evaluate_reconstruction
     from training.evaluation.scoring import flatten
     from training.inversion.dfi import load_gan_split, load_inverter, read_gan_config
@@ -121,14 +117,12 @@ def reconstruct_command(
     if n < 1 or batch < 1 or refine_steps < 0 or (bound is not None and bound <= 0):
         fail("need --n ≥ 1, --batch ≥ 1, --refine-steps ≥ 0 and --bound > 0")
     dev = resolve_device(device)
-    try:
+    with user_errors():
         model, G, _, config = load_inverter(inverter, dev, gan)
         gan_config = read_gan_config(gan or config.gan_checkpoint)
         data = load_gan_split(gan_config, "test")
         result = evaluate_reconstruction(model, G, data, n, dev, batch=batch, seed=seed, refine_steps=refine_steps,
                                          refine_method=refine_method, refine_lr=refine_lr, bound=bound)  # fmt: skip
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     # reconstruction.json keeps its flat schema (psnr_mean, psnr_std, ..., refined.psnr_mean) from the summaries.
     result = {"inverter": str(inverter), "method": config.method, "gan_checkpoint": str(gan or config.gan_checkpoint),
               "data": gan_config.data.name, "split": "test", **flatten(result, mean="{}_mean"),

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import command_line, fail, set_threads, start_run
+from training.cli.common import command_line, set_threads, start_run, user_errors
 
 
 def train_scgan_command(
@@ -38,11 +38,10 @@ def train_scgan_command(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = 1,
 ) -> None:
     """Train an SCGAN (patch GAN, its DFI, then G_full) and write RUN/scgan.safetensors."""
-    from training.datasets import DataSourceMissing
     from training.scgan.model import SCGANConfig, train_scgan
 
     set_threads(threads)
-    try:
+    with user_errors():
         from training.datasets import load_dataset
 
         image_shape = load_dataset(data, "test", data_dir).shape  # the images' (C, H, W): emoji is (3, 64, 64)
@@ -54,8 +53,6 @@ def train_scgan_command(
         config.validate()
         start_run(ctx, run_dir, config)
         path = train_scgan(config, run_dir)
-    except (DataSourceMissing, ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(f"checkpoint: {path}")
 
 
@@ -69,10 +66,8 @@ def export_outpaint_command(
     from training.export.outpaint import add_outpaint
 
     set_threads(threads)
-    try:
+    with user_errors(RuntimeError):
         _, errors = add_outpaint(bundle, scgan, command=command_line(ctx))
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        fail(str(error))
     typer.echo(json.dumps({"parity_max_abs_error": errors}, indent=2))
 
 
@@ -90,8 +85,6 @@ def evaluate_scgan_command(
     from training.scgan.evaluate import evaluate_scgan
 
     set_threads(threads)
-    try:
+    with user_errors():
         result = evaluate_scgan(scgan, classifier, out, n=n, seed=seed)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
     typer.echo(json.dumps(result, indent=2))

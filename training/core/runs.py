@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +76,27 @@ def _json_ready(config: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, order=True)
 class RunDir:
-    """One run folder (ordered by path). Paths are properties; nothing is created until a `write_*`, `log` or
-    `mkdir` asks for it."""
+    """One run folder (ordered by path). Paths are fields derived from `path`; nothing is created until a
+    `write_*`, `log` or `mkdir` asks for it."""
 
     path: Path
+    # The fixed parts of every run folder (set in __post_init__ from the names above; not constructor arguments).
+    config_path: Path = field(init=False, compare=False, repr=False)
+    log_path: Path = field(init=False, compare=False, repr=False)
+    command_path: Path = field(init=False, compare=False, repr=False)
+    sample_fd_path: Path = field(init=False, compare=False, repr=False)
+    metrics_path: Path = field(init=False, compare=False, repr=False)  # a classifier run's final test scores
+    samples: Path = field(init=False, compare=False, repr=False)
+    checkpoints: Path = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
+        path = Path(self.path)
+        parts = {"path": path, "config_path": path / CONFIG_FILE, "log_path": path / LOG_FILE,
+                 "command_path": path / COMMAND_FILE, "sample_fd_path": path / SAMPLE_FD_FILE,
+                 "metrics_path": path / METRICS_FILE, "samples": path / SAMPLES_DIR,
+                 "checkpoints": path / CHECKPOINTS_DIR}  # fmt: skip
+        for name, value in parts.items():
+            object.__setattr__(self, name, value)  # frozen dataclass: the documented way to set derived fields
 
     @classmethod
     def create(cls, root: str | Path, description: str) -> RunDir:
@@ -100,35 +114,6 @@ class RunDir:
     @property
     def name(self) -> str:
         return self.path.name
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def log_path(self) -> Path:
-        return self.path / LOG_FILE
-
-    @property
-    def command_path(self) -> Path:
-        return self.path / COMMAND_FILE
-
-    @property
-    def sample_fd_path(self) -> Path:
-        return self.path / SAMPLE_FD_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        """metrics.json: the test scores a classifier run writes at its end."""
-        return self.path / METRICS_FILE
-
-    @property
-    def samples(self) -> Path:
-        return self.path / SAMPLES_DIR
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINTS_DIR
 
     def mkdir(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
