@@ -20,7 +20,8 @@ from training.editing.directions import (
     sefa_directions,
     svm_direction,
 )
-from training.editing.evaluate import Judge, Target, _supervised, entanglement, flip_rate
+from training.editing.evaluate import _supervised
+from training.editing.judges import Judge, Target, entanglement, flip_rate
 from training.export.extras import store_directions
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
