@@ -45,7 +45,7 @@ def train_scgan_command(
         from training.datasets import load_dataset
 
         image_shape = load_dataset(data, "test", data_dir).shape  # the images' (C, H, W): emoji is (3, 64, 64)
-        config = SCGANConfig(data=data, data_dir=data_dir, image_shape=image_shape, patch_top=patch_top,
+        config = SCGANConfig(data=data, data_dir=data_dir, shape=image_shape, patch_top=patch_top,
                              patch_left=patch_left, patch_size=patch_size, z_center=z_center, z_edge=z_edge,
                              g_width=g_width, d_width=d_width, alpha=alpha, gamma=gamma,
                              patch_steps=patch_steps, dfi_steps=dfi_steps, full_steps=steps, batch_size=batch_size,

@@ -65,8 +65,12 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str | None = None) ->
     """Rebuild the dataclass `cls` from `values` (a `to_dict` result, possibly through JSON).
 
     Unknown keys are an error naming them (a config from another kind or a newer version must not load silently
-    as a default); missing keys take the field's default. A `kind` in `values` must match the class's."""
+    as a default); missing keys take the field's default. A `kind` in `values` must match the class's. A class
+    that renamed a field lists `RENAMED_KEYS = {old: new}` (a ClassVar), so checkpoints written before the
+    rename still load."""
     where = where or cls.__name__
+    renamed: dict[str, str] = getattr(cls, "RENAMED_KEYS", {})
+    values = {renamed.get(key, key): value for key, value in values.items()}
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kind = fields.get("kind")
     if kind is not None and "kind" in values and values["kind"] != kind.default:

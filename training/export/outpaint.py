@@ -45,7 +45,7 @@ def export_two_input_graph(
 def parity_inputs(config: SCGANConfig, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch-like inputs in [-1, 1] (smooth random blobs, not pure noise) and z_edge ~ N(0, I)."""
     rng = torch.Generator().manual_seed(seed)
-    c, s = config.image_shape[0], config.patch_size
+    c, s = config.shape[0], config.patch_size
     coarse = torch.rand(n, c, max(s // 4, 1), max(s // 4, 1), generator=rng) * 2 - 1
     patch = nn.functional.interpolate(coarse, size=(s, s), mode="bilinear", align_corners=False)
     return patch, torch.randn(n, config.z_edge, generator=rng)
@@ -66,7 +66,7 @@ def onnx_parity(
 
 
 def outpaint_entry(config: SCGANConfig, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
-    c, h, w = config.image_shape
+    c, h, w = config.shape
     s = config.patch_size
     return {
         "file": OUTPAINT_FILE,
@@ -99,8 +99,8 @@ def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | 
         opset = edit.loaded.manifest.exporter.opset
         outpainter, config = load_outpainter(checkpoint)
         shape = edit.loaded.manifest.image.shape
-        if tuple(config.image_shape) != tuple(shape):
-            raise ValueError(f"SCGAN image shape {tuple(config.image_shape)} ≠ bundle image {shape}")
+        if tuple(config.shape) != tuple(shape):
+            raise ValueError(f"SCGAN image shape {tuple(config.shape)} ≠ bundle image {shape}")
         patch, z_edge = parity_inputs(config)
         export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE, opset=opset)
         meta = read_metadata(checkpoint)

@@ -47,9 +47,9 @@ def pairwise_l2(samples: torch.Tensor, mask: torch.Tensor) -> float:
 
 def _boxed(patch: torch.Tensor, cfg: SCGANConfig, scale: int) -> np.ndarray:
     """The input patch drawn at its place in an empty (−1) full-size canvas, red box around it; [H·s, W·s, 3]."""
-    canvas = torch.full((1, *cfg.image_shape), -1.0)
+    canvas = torch.full((1, *cfg.shape), -1.0)
     canvas = glue(canvas, patch[None], cfg)
-    tile = np.repeat(to_uint8(canvas.numpy())[0], 3, axis=2) if cfg.image_shape[0] == 1 else to_uint8(canvas.numpy())[0]
+    tile = np.repeat(to_uint8(canvas.numpy())[0], 3, axis=2) if cfg.shape[0] == 1 else to_uint8(canvas.numpy())[0]
     picture = Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(picture)
     t, left, s = cfg.patch_top * scale, cfg.patch_left * scale, cfg.patch_size * scale
@@ -83,8 +83,8 @@ def evaluate_scgan(scgan: Path, classifier_path: Path, out: Path, n: int = 1000,
     modules, cfg = load_scgan(scgan)
     G_center, inverter, G_full = modules["G_center"], modules["inverter"], modules["G_full"]
     classifier, cls_cfg = load_classifier(classifier_path)
-    if tuple(cls_cfg.model.shape) != tuple(cfg.image_shape):
-        raise ValueError(f"classifier input {cls_cfg.model.shape} ≠ image {cfg.image_shape}")
+    if tuple(cls_cfg.model.shape) != tuple(cfg.shape):
+        raise ValueError(f"classifier input {cls_cfg.model.shape} ≠ image {cfg.shape}")
     test = load_dataset(cfg.data, "test", cfg.data_dir)
     x_full = test.batch(torch.arange(n))
     reference = test.batch(torch.arange(n, len(test)))
@@ -130,7 +130,7 @@ def evaluate_scgan(scgan: Path, classifier_path: Path, out: Path, n: int = 1000,
     result["fd"]["y_full_8_per_patch"] = fd(torch.cat(many))
     result["fd"]["G_full_unconditional"] = fd(uncond)
     # diversity
-    outside = torch.ones(1, *cfg.image_shape)
+    outside = torch.ones(1, *cfg.shape)
     t, left, s = cfg.patch_top, cfg.patch_left, cfg.patch_size
     outside[:, :, t : t + s, left : left + s] = 0
     inside = 1 - outside

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -56,9 +56,12 @@ from training.inversion.networks import (
 @register_config
 @dataclass
 class SCGANConfig:
+    # Checkpoints before the training/ redesign called the full image shape `image_shape` (every other config: shape).
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"image_shape": "shape"}
+
     data: str = "fashion-mnist"
     data_dir: str | None = None
-    image_shape: tuple[int, int, int] = (1, 28, 28)
+    shape: tuple[int, int, int] = (1, 28, 28)  # the full images' (C, H, W)
     patch_top: int = 7
     patch_left: int = 7
     patch_size: int = 14  # square patch side; must be 7·2^k or 4·2^k for the zoo's networks
@@ -92,11 +95,11 @@ class SCGANConfig:
 
     @property
     def patch_shape(self) -> tuple[int, int, int]:
-        return (self.image_shape[0], self.patch_size, self.patch_size)
+        return (self.shape[0], self.patch_size, self.patch_size)
 
     def validate(self) -> None:
         problems = []
-        c, h, w = self.image_shape
+        c, h, w = self.shape
         if self.patch_top < 0 or self.patch_left < 0:
             problems.append("patch position must be ≥ 0")
         if self.patch_top + self.patch_size > h or self.patch_left + self.patch_size > w:
@@ -140,7 +143,7 @@ class SCGANDiscriminator(nn.Module):
         make = lambda shape: Discriminator(  # noqa: E731
             DiscriminatorConfig(shape=shape, width=cfg.d_width, norm="spectral", feature_dim=cfg.feature_dim)
         )
-        self.global_d = make(cfg.image_shape)
+        self.global_d = make(cfg.shape)
         self.local_d = make(cfg.patch_shape)
         self.logit = spectral_norm(nn.Linear(2 * cfg.feature_dim, 1))
 
@@ -164,7 +167,7 @@ def build_patch_inverter(cfg: SCGANConfig, D_center: Discriminator) -> Inverter:
 
 
 def build_full_generator(cfg: SCGANConfig) -> Generator:
-    return Generator(GeneratorConfig(shape=cfg.image_shape, z_dim=cfg.z_center + cfg.z_edge, width=cfg.g_width))
+    return Generator(GeneratorConfig(shape=cfg.shape, z_dim=cfg.z_center + cfg.z_edge, width=cfg.g_width))
 
 
 def build_scgan(cfg: SCGANConfig) -> dict[str, nn.Module]:
@@ -378,8 +381,8 @@ def train_scgan(cfg: SCGANConfig, run_dir: Path, quiet: bool = False) -> Path:
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # module initialisation only
     data = load_dataset(cfg.data, "train", cfg.data_dir)
-    if tuple(data.shape) != tuple(cfg.image_shape):
-        raise ValueError(f"data set {data.name} has samples {data.shape}, config says {cfg.image_shape}")
+    if tuple(data.shape) != tuple(cfg.shape):
+        raise ValueError(f"data set {data.name} has samples {data.shape}, config says {cfg.shape}")
     modules = build_scgan(cfg)
     for module in modules.values():
         module.to(device)
