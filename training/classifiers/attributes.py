@@ -15,7 +15,7 @@ without the gender-neutral hair emoji (bald_person, red_haired_person, …) and 
 closest thing to a held-out sensitivity the labels allow.
 
 Images are augmented with flips, ±3 px shifts and a random 3×3 box blur: the classifier judges generated images,
-which are blurrier than the drawings it learns from (its accuracy on reconstructions is reported by edit_eval).
+which are blurrier than the drawings it learns from (its accuracy on reconstructions: training.editing.evaluate).
 
     python -m training train attributes --run-dir runs/attributes/emoji --threads 1
 """

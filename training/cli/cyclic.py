@@ -1,4 +1,4 @@
-"""CLI of the cyclic baselines (VAE, ALI/BiGAN, ALICE; typer commands registered at the end of cli.py).
+"""CLI of the cyclic baselines (VAE, ALI/BiGAN, ALICE; registered in training/cli/app.py).
 
 python -m training train cyclic --model vae --run-dir runs/cyclic/fashion-mnist-vae --steps 3000 --seed 0 --threads 1
 python -m training evaluate cyclic --runs runs/cyclic \

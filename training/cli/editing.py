@@ -1,5 +1,5 @@
 """CLI of latent editing: the emoji attribute classifier and the measured evaluation of editing directions
-(typer commands, registered in cli.py).
+(registered in training/cli/app.py).
 
 python -m training train attributes --run-dir runs/attributes/emoji --threads 1
 python -m training evaluate edits --bundle models/emoji --attributes runs/attributes/emoji/attributes.safetensors

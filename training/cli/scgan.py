@@ -1,4 +1,4 @@
-"""CLI of the SCGAN outpainting model (typer commands, registered at the end of cli.py).
+"""CLI of the SCGAN outpainting model (registered in training/cli/app.py).
 
 python -m training train scgan --data fashion-mnist --run-dir runs/scgan/fashion-mnist --seed 0
 python -m training export outpaint --bundle models/fashion-mnist --scgan runs/scgan/fashion-mnist/scgan.safetensors
