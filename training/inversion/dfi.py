@@ -35,8 +35,9 @@ from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
 from training.gan.config import GANConfig
-from training.gan.model import build_gan, load_generator_and_discriminator
+from training.gan.model import load_generator_and_discriminator
 from training.gan.networks import Discriminator, Generator
+from training.inversion.adapter import GANAdapter, ZooAdapter, feature_dim_of
 from training.inversion.networks import (
     ConnectionNetwork,
     ConnectionNetworkConfig,
@@ -163,19 +164,18 @@ class Inverter(nn.Module):
         return self.connection_network(self.features(x))
 
 
-def build_inverter(config: InverterConfig, gan: GANConfig, discriminator: Discriminator | None = None) -> Inverter:
-    """The inverter of `config.method`. dfi/dfi_image wrap `discriminator` (the GAN's trained D; None → an
-    untrained D of the GAN's architecture, for loading weights into). The enc_* methods get a freshly initialised
-    D of the same architecture (Table 1: "encoder trained from scratch", same architecture as D^f + CN), without
-    RFGAN's frozen extra encoder, whose weights would not be from scratch."""
-    if config.frozen_features:
-        D = discriminator if discriminator is not None else build_gan(gan)["D"]
-    else:
-        D = Discriminator(replace(gan.discriminator, extra_feature_dim=0))
-    features = DiscriminatorFeatures(D, config.features)
-    cn = ConnectionNetwork(
-        ConnectionNetworkConfig(features.out_dim, gan.generator.z_dim, hidden=config.hidden, depth=config.depth)
-    )
+def build_inverter(
+    config: InverterConfig, gan: GANConfig | GANAdapter, discriminator: Discriminator | None = None
+) -> Inverter:
+    """The inverter of `config.method` on a GAN adapter (`training.inversion.adapter`; a zoo GANConfig is wrapped
+    in a `ZooAdapter` over `discriminator`, None → an untrained D of the architecture, for loading weights into).
+    dfi/dfi_image wrap the adapter's frozen D^f; the enc_* methods get `fresh_features()`, the same architecture
+    freshly initialised (Table 1: "encoder trained from scratch", same architecture as D^f + CN)."""
+    adapter = gan if isinstance(gan, GANAdapter) else ZooAdapter.build(gan, config.features, None, discriminator)
+    features = adapter.features if config.frozen_features else adapter.fresh_features()
+    size = ConnectionNetworkConfig(feature_dim_of(features, adapter.image.shape), adapter.latent.size,
+                                   hidden=config.hidden, depth=config.depth)  # fmt: skip
+    cn = ConnectionNetwork(size)
     return Inverter(features, cn, frozen_features=config.frozen_features)
 
 
@@ -252,9 +252,10 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
     test = load_gan_split(gan, "test")
     train = None if config.uses_latent_loss else load_gan_split(gan, "train")
     G, D, _ = load_generator_and_discriminator(config.gan_checkpoint, str(device))
-    z_dim = gan.generator.z_dim
+    adapter = ZooAdapter.build(gan, config.features, G, D)
+    z_dim = adapter.latent.size
     torch.manual_seed(config.seed)  # only module initialisation (CN, the enc_* encoder) draws from the global RNG
-    inverter = build_inverter(config, gan, D).to(device)
+    inverter = build_inverter(config, adapter).to(device)
     optimizer = torch.optim.Adam([p for p in inverter.parameters() if p.requires_grad], lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     rng = torch.Generator().manual_seed(config.seed)  # every z and batch index of training
@@ -268,7 +269,7 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
 
     def step_loss() -> torch.Tensor:
         if config.uses_latent_loss:  # eq. 5: fresh generated pairs, an unlimited training set
-            z = torch.randn(config.batch_size, z_dim, generator=rng).to(device)
+            z = adapter.sample_z(config.batch_size, rng).to(device)
             with torch.no_grad():
                 x = G(z)
             return latent_loss(inverter(x), z, config.latent_loss)

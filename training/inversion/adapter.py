@@ -1,0 +1,164 @@
+"""The GAN adapter: the one thing DFI sees of a GAN (IJCV sec. 3.1, eq. 5).
+
+DFI trains only the connection network CN on pairs (z, D^f(G(z))) with G and D frozen and no gradient through
+either, so it needs exactly four things of a GAN, whoever wrote it:
+
+    latent    the latent contract: size |z| and prior (z ~ N(0, I) or U(-1, 1)^|z|)
+    image     the image contract: (C, H, W) and G's value range, e.g. (-1, 1) or (0, 1)
+    generator z [N, |z|] float32 → image [N, C, H, W] float32 in [-1, +1]: the user's G followed by the affine
+              map of its value range onto [-1, +1] (the range every metric, graph and bundle here uses)
+    features  image [N, C, H, W] float32 in [-1, +1] → D^f [N, F] float32: the map back to G's range, then the
+              user's D up to the feature taps (sec. 4.7), flattened
+
+plus `fresh_features()`, the same feature extractor freshly initialised, for the ENC_* ablations of Table 1
+("encoder trained from scratch"). Three kinds of adapter end in the same inverter and the same bundle:
+`ZooAdapter` (a checkpoint of this project's zoo), `training.inversion.torch_code` (the user's torch modules
+from importable factories) and `training.inversion.onnx_graphs` (the user's ONNX graphs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.datasets.config import DataConfig
+from training.gan.config import GANConfig
+from training.gan.model import build_gan
+from training.gan.networks import Discriminator
+from training.inversion.networks import DiscriminatorFeatures, FeatureExtractorConfig
+
+PRIORS = ("normal", "uniform")
+TARGET_RANGE = (-1.0, 1.0)  # every image here: metrics, graphs, bundles (dfi_core.preprocessing.to_model_range)
+
+
+@dataclass(frozen=True)
+class LatentContract:
+    size: int
+    prior: str = "normal"  # "normal": N(0, I) (the zoo's, and eq. 5's p(z)); "uniform": U(-1, 1)^size
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"latent size must be ≥ 1, got {self.size}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"latent prior must be one of {PRIORS}, got {self.prior!r}")
+
+    def sample(self, n: int, rng: torch.Generator) -> torch.Tensor:
+        """[n, size] float32 on the CPU, drawn from `rng` only (a resumed or repeated run draws the same z)."""
+        if self.prior == "normal":
+            return torch.randn(n, self.size, generator=rng)
+        return torch.rand(n, self.size, generator=rng) * 2 - 1
+
+
+@dataclass(frozen=True)
+class ImageContract:
+    shape: tuple[int, ...]  # (C, H, W); (D,) for the 2-D points of IJCV sec. 4.1
+    value_range: tuple[float, float] = TARGET_RANGE  # G's own output range
+
+    def __post_init__(self) -> None:
+        low, high = self.value_range
+        if not high > low:
+            raise ValueError(f"image value range must have high > low, got {self.value_range}")
+
+
+class RangeMap(nn.Module):
+    """The affine map of [low, high] onto [new_low, new_high] (exported as one Mul and one Add; the identity when the
+    ranges agree, so the zoo's graphs are unchanged)."""
+
+    def __init__(self, source: tuple[float, float], target: tuple[float, float]) -> None:
+        super().__init__()
+        scale = (target[1] - target[0]) / (source[1] - source[0])
+        self.identity = tuple(source) == tuple(target)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "shift", torch.tensor(target[0] - source[0] * scale, dtype=torch.float32), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else x * self.scale + self.shift
+
+
+class WithRange(nn.Module):
+    """`module` with a range map before (`inputs`) or after (`outputs`) it."""
+
+    def __init__(self, module: nn.Module, before: RangeMap | None = None, after: RangeMap | None = None) -> None:
+        super().__init__()
+        self.module, self.before, self.after = module, before, after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.before(x) if self.before is not None else x
+        x = self.module(x)
+        return self.after(x) if self.after is not None else x
+
+
+def feature_dim_of(features: nn.Module, shape: tuple[int, ...]) -> int:
+    """The flat size of `features`' output for inputs of `shape`, measured in eval mode (no batch-norm or
+    spectral-norm state changes) on two blank inputs; the zoo's D^f knows it already."""
+    if isinstance(features, DiscriminatorFeatures):
+        return features.out_dim
+    device = next((p.device for p in features.parameters()), torch.device("cpu"))
+    was_training = features.training
+    features.eval()
+    with torch.no_grad():
+        out = int(features(torch.zeros(2, *shape, device=device)).flatten(1).shape[1])
+    features.train(was_training)
+    return out
+
+
+@dataclass
+class GANAdapter:
+    """A GAN as DFI sees it (see the module docstring). Subclasses build it; `inversion.dfi` only uses these
+    fields. `generator` and `features` are frozen (eval mode, no gradients) and in the [-1, +1] image range."""
+
+    latent: LatentContract
+    image: ImageContract
+    generator: nn.Module
+    features: nn.Module
+    data: DataConfig | None = None  # the data set of its images (test split: held-out scores, samples)
+    source: dict[str, Any] = field(default_factory=dict)  # how it was made, JSON-ready (checkpoint, manifest)
+
+    @property
+    def feature_dim(self) -> int:
+        """F: D^f's size is whatever the taps give, so it is measured (eval mode, two blank images)."""
+        return feature_dim_of(self.features, self.image.shape)
+
+    def fresh_features(self) -> nn.Module:
+        """The feature extractor's architecture freshly initialised and trainable (the ENC_* methods)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rebuild its feature extractor from scratch")
+
+    def sample_z(self, n: int, rng: torch.Generator) -> torch.Tensor:
+        return self.latent.sample(n, rng)
+
+
+@dataclass
+class ZooAdapter(GANAdapter):
+    """A GAN of this project's zoo (`training.gan`): D^f = `DiscriminatorFeatures(D, taps, R)` (sec. 4.7)."""
+
+    gan: GANConfig | None = None
+    feature_config: FeatureExtractorConfig = field(default_factory=FeatureExtractorConfig)
+
+    @classmethod
+    def build(
+        cls, gan: GANConfig, feature_config: FeatureExtractorConfig, G: nn.Module | None, D: Discriminator | None
+    ) -> ZooAdapter:
+        """From a GAN config and its (loaded, frozen) G and D; D None → an untrained D of the architecture, to load
+        an inverter checkpoint's weights into (the inverter checkpoint stores D^f's weights)."""
+        D = D if D is not None else build_gan(gan)["D"]
+        return cls(
+            latent=LatentContract(gan.generator.z_dim, "normal"),
+            image=ImageContract(tuple(gan.generator.shape)),
+            generator=G if G is not None else nn.Identity(),
+            features=DiscriminatorFeatures(D, feature_config),
+            data=gan.data,
+            source={"kind": "zoo"},
+            gan=gan,
+            feature_config=feature_config,
+        )
+
+    def fresh_features(self) -> nn.Module:
+        # Without RFGAN's frozen extra encoder: its weights would not be "from scratch" (Table 1).
+        assert self.gan is not None
+        return DiscriminatorFeatures(Discriminator(replace(self.gan.discriminator, extra_feature_dim=0)),
+                                     self.feature_config)  # fmt: skip
