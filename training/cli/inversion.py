@@ -2,6 +2,9 @@
 
 python -m training train inverter --gan runs/00003-.../checkpoints/step-010000.safetensors --method dfi
 python -m training train inverter --gan ... --method dfi --taps actv7-0,last --pool-size 4
+python -m training train inverter --generator my_gan.py:make_g --generator-weights G.safetensors \
+    --discriminator my_gan.py:make_d --discriminator-weights D.safetensors --data fashion-mnist
+python -m training train inverter --generator-onnx G.onnx --discriminator-onnx D.onnx --features h4 --data emoji
 python -m training evaluate reconstruction --inverter runs/00007-.../inverter.safetensors --n 1000 --refine-steps 50
 """
 
@@ -18,7 +21,32 @@ from training.cli.common import command_line, fail, set_threads, start_run, user
 
 def train_inverter_command(
     ctx: typer.Context,
-    gan: Annotated[Path, typer.Option(help="GAN checkpoint; its G and D stay frozen")],
+    gan: Annotated[Path | None, typer.Option(help="zoo GAN checkpoint; its G and D stay frozen")] = None,
+    generator: Annotated[str | None, typer.Option(help="your G: MODULE:FACTORY or path/to/gan.py:FACTORY")] = None,
+    discriminator: Annotated[str | None, typer.Option(help="your D: MODULE:FACTORY or path/to/gan.py:FACTORY")] = None,
+    generator_weights: Annotated[str | None, typer.Option(help="G's weights: .safetensors or a state dict")] = None,
+    discriminator_weights: Annotated[str | None, typer.Option(help="D's weights: .safetensors or a state dict")] = None,
+    generator_onnx: Annotated[str | None, typer.Option(help="your G as an ONNX graph (z → image)")] = None,
+    discriminator_onnx: Annotated[str | None, typer.Option(help="your D as an ONNX graph (image → ...)")] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="D^f of your D: comma-separated module names (NAME, or NAME:input for a module's input) or, with "
+            "--discriminator-onnx, tensor names; default: the input of D's last Linear / Gemm"
+        ),
+    ] = None,
+    z_dim: Annotated[int | None, typer.Option(help="your G's latent size (default: read from G)")] = None,
+    prior: Annotated[str, typer.Option(help="your G's latent prior: normal | uniform")] = "normal",
+    value_range: Annotated[str | None, typer.Option(help="your G's output range LOW,HIGH (default: measured)")] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option(help="allow weights that are whole pickled modules (runs code)")
+    ] = False,
+    data: Annotated[
+        str | None, typer.Option("--data", help="with your GAN: its data set (fashion-mnist | emoji | folder)")
+    ] = None,
+    data_dir: Annotated[str | None, typer.Option(help="with --data: the data set's folder")] = None,
+    size: Annotated[int | None, typer.Option(help="with --data folder: image side")] = None,
+    channels: Annotated[int | None, typer.Option(help="with --data folder: 1 or 3")] = None,
     method: Annotated[str, typer.Option(help="dfi | dfi_image | enc_latent | enc_image (IJCV Table 1)")] = "dfi",
     taps: Annotated[str, typer.Option(help="comma-separated D taps forming D^f, e.g. actv7-0,last (4.7)")] = "last",
     pool_size: Annotated[int, typer.Option(help="R: intermediate taps are average-pooled to R×R (Table 5)")] = 4,
@@ -38,22 +66,57 @@ def train_inverter_command(
 ) -> None:
     """Train an inverter of a frozen GAN; writes a self-describing run folder with inverter.safetensors."""
     from training.core.runs import next_run_dir
+    from training.datasets.config import DataConfig
+    from training.inversion.adapter import GANSource
     from training.inversion.dfi import InverterConfig, train_inverter
     from training.inversion.networks import FeatureExtractorConfig
 
     set_threads(threads)
+    source = None
+    torch_given, onnx_given = bool(generator or discriminator), bool(generator_onnx or discriminator_onnx)
+    if sum([gan is not None, torch_given, onnx_given]) != 1:
+        fail(
+            "give one GAN: --gan (a zoo checkpoint), or --generator and --discriminator (torch code), or "
+            "--generator-onnx and --discriminator-onnx (ONNX graphs)"
+        )
+    if gan is None:
+        if data is None:
+            fail("your GAN needs --data: the data set whose test images it is scored on")
+        with user_errors():
+            source = GANSource(
+                kind="torch" if torch_given else "onnx",
+                generator=(generator if torch_given else generator_onnx) or "",
+                discriminator=(discriminator if torch_given else discriminator_onnx) or "",
+                generator_weights=generator_weights, discriminator_weights=discriminator_weights,
+                features=tuple(f.strip() for f in (features or "").split(",") if f.strip()),
+                z_dim=z_dim, prior=prior, value_range=_value_range(value_range), trust_pickle=trust_pickle,
+            )  # fmt: skip
     config = InverterConfig(
-        gan_checkpoint=str(gan), method=method, hidden=hidden, depth=depth, latent_loss=latent_loss,
+        gan_checkpoint=str(gan) if gan is not None else "", source=source,
+        data=DataConfig(data, data_dir, size, channels) if source is not None else None, method=method,
+        hidden=hidden, depth=depth, latent_loss=latent_loss,
         features=FeatureExtractorConfig(tuple(t.strip() for t in taps.split(",") if t.strip()), pool_size),
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, sample_every=sample_every,
         device=device,
     )  # fmt: skip
     with user_errors():
         gan_config = config.validate()  # every cross-field error before a folder is made
-        folder = run_dir or next_run_dir(out, f"{gan_config.data.name}-{gan_config.loss.name}-{method}")
+        name = f"{gan_config.data.name}-{gan_config.loss.name}" if gan_config else f"{data}-{source.kind}-gan"  # type: ignore[union-attr]
+        folder = run_dir or next_run_dir(out, f"{name}-{method}")
         start_run(ctx, folder, config)
         path = train_inverter(config, folder)
     typer.echo(f"inverter: {path}")
+
+
+def _value_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        low, high = (float(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"--value-range takes LOW,HIGH (two numbers, e.g. -1,1 or 0,1), got {text!r}") from None
+    return low, high
 
 
 def _summary_line(name: str, scores: dict[str, Any]) -> str:

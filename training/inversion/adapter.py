@@ -34,6 +34,47 @@ PRIORS = ("normal", "uniform")
 TARGET_RANGE = (-1.0, 1.0)  # every image here: metrics, graphs, bundles (dfi_core.preprocessing.to_model_range)
 
 
+SOURCE_KINDS = ("torch", "onnx")
+
+
+@dataclass
+class GANSource:
+    """Where a GAN that is not of the zoo comes from; stored in the inverter's config, so the inverter rebuilds
+    from its checkpoint alone (`open_adapter`).
+
+    kind "torch": `generator` / `discriminator` are factories `MODULE:FACTORY` or `path/to/gan.py:FACTORY` returning
+    nn.Modules; weights from safetensors or state dicts (torch.load weights_only=True; whole pickled modules only
+    with `trust_pickle`); `features` names D's modules whose output is D^f, or `NAME:input` for a module's input
+    (default: the input of D's last Linear, found automatically).
+    kind "onnx": `generator` / `discriminator` are .onnx paths; `features` names tensors of D's graph (the graph is
+    extended to output them).
+    `z_dim`, `value_range` (G's output range) are read from G where None."""
+
+    kind: str
+    generator: str
+    discriminator: str
+    generator_weights: str | None = None
+    discriminator_weights: str | None = None
+    features: tuple[str, ...] = ()
+    z_dim: int | None = None
+    prior: str = "normal"
+    value_range: tuple[float, float] | None = None
+    trust_pickle: bool = False
+
+    def validate(self) -> None:
+        problems = []
+        if self.kind not in SOURCE_KINDS:
+            problems.append(f"source kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
+        if not self.generator or not self.discriminator:
+            problems.append("a GAN source needs both a generator and a discriminator")
+        if self.prior not in PRIORS:
+            problems.append(f"latent prior must be one of {PRIORS}, got {self.prior!r}")
+        if self.z_dim is not None and self.z_dim < 1:
+            problems.append(f"z_dim must be ≥ 1, got {self.z_dim}")
+        if problems:
+            raise ValueError("invalid GAN source: " + "; ".join(problems))
+
+
 @dataclass(frozen=True)
 class LatentContract:
     size: int

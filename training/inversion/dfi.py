@@ -21,6 +21,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +35,11 @@ from training.core.plotting import save_grid, save_points
 from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
+from training.datasets.config import DataConfig
 from training.gan.config import GANConfig
 from training.gan.model import load_generator_and_discriminator
 from training.gan.networks import Discriminator, Generator
-from training.inversion.adapter import GANAdapter, ZooAdapter, feature_dim_of
+from training.inversion.adapter import GANAdapter, GANSource, ZooAdapter, feature_dim_of
 from training.inversion.networks import (
     ConnectionNetwork,
     ConnectionNetworkConfig,
@@ -54,7 +56,7 @@ HELDOUT = 256  # fixed generated pairs and test images scored at every log step
 @register_config
 @dataclass
 class InverterConfig:
-    gan_checkpoint: str
+    gan_checkpoint: str = ""  # a zoo GAN's checkpoint; or `source` (a GAN of the user's) with `data`
     method: str = "dfi"
     features: FeatureExtractorConfig = field(default_factory=FeatureExtractorConfig)
     hidden: int = 1024  # CN width (IJCV sec. 4: FC 1024 – GN – LReLU – FC 1024 – GN – LReLU – FC |z|)
@@ -73,10 +75,13 @@ class InverterConfig:
     log_every: int = 100
     sample_every: int = 2_000
     device: str = "auto"
+    source: GANSource | None = None  # a GAN that is not of the zoo (training.inversion.adapter.GANSource)
+    data: DataConfig | None = None  # with `source`: the data set of its images (test split, image-loss methods)
     kind: str = field(default="inverter", init=False)
 
-    def validate(self, gan: GANConfig | None = None) -> GANConfig:
-        """Cross-field checks (and the taps against the GAN's discriminator); returns the GAN's config."""
+    def validate(self, gan: GANConfig | None = None) -> GANConfig | None:
+        """Cross-field checks (and the taps against a zoo GAN's discriminator); returns the zoo GAN's config, or
+        None for a user's GAN (`source`), whose feature names are checked when its adapter opens."""
         return validate_inverter_config(self, gan)
 
     @property
@@ -100,7 +105,7 @@ def _feature_names(gan: GANConfig) -> list[str]:
         return Discriminator(replace(gan.discriminator, extra_feature_dim=0)).feature_names
 
 
-def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = None) -> GANConfig:
+def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = None) -> GANConfig | None:
     """Cross-field checks, raised before any work starts; returns the GAN's config (read from its checkpoint).
     `InverterConfig.validate` is this function."""
     problems = []
@@ -128,8 +133,15 @@ def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = Non
         problems.append(f"lr must be > 0, got {config.lr}")
     if not config.features.taps:
         problems.append("features need at least one discriminator tap")
+    if bool(config.gan_checkpoint) == (config.source is not None):
+        problems.append("give exactly one GAN: a zoo checkpoint (gan_checkpoint) or a source (torch code / ONNX)")
+    if config.source is not None and config.data is None:
+        problems.append("a GAN source needs `data`: the data set whose test images it is scored on")
     if problems:
         raise ValueError("invalid inverter config: " + "; ".join(problems))
+    if config.source is not None:
+        config.source.validate()
+        return None
     gan = gan or read_gan_config(config.gan_checkpoint)
     names = _feature_names(gan)
     unknown = [tap for tap in config.features.taps if tap not in names]
@@ -227,10 +239,10 @@ class _Heldout:
     real: torch.Tensor  # first HELDOUT test samples
 
 
-def _heldout_set(G: Generator, test: Dataset, z_dim: int, seed: int, device: torch.device) -> _Heldout:
-    z = torch.randn(HELDOUT, z_dim, generator=torch.Generator().manual_seed(seed + 1)).to(device)
+def _heldout_set(adapter: GANAdapter, test: Dataset, seed: int, device: torch.device) -> _Heldout:
+    z = adapter.sample_z(HELDOUT, torch.Generator().manual_seed(seed + 1)).to(device)
     with torch.no_grad():
-        fake = G(z)
+        fake = adapter.generator(z)
     return _Heldout(z, fake, test.batch(torch.arange(min(HELDOUT, len(test))), device))
 
 
@@ -245,21 +257,57 @@ def _heldout_metrics(inverter: Inverter, G: Generator, held: _Heldout) -> dict[s
     return {"heldout_latent_error": latent, "heldout_image_mse": image}
 
 
+def open_adapter(config: InverterConfig, device: str | torch.device = "cpu") -> GANAdapter:
+    """The GAN of an inverter config as an adapter, G and D^f frozen on `device`: a zoo checkpoint, or the user's
+    torch code or ONNX graphs (`config.source`). The one way every inverter sees its GAN."""
+    if config.source is None:
+        gan = read_gan_config(config.gan_checkpoint)
+        G, D, _ = load_generator_and_discriminator(config.gan_checkpoint, str(device))
+        return ZooAdapter.build(gan, config.features, G, D)
+    if config.source.kind == "torch":
+        from training.inversion.torch_code import open_torch_adapter
+
+        return open_torch_adapter(config.source, config.data, device)
+    from training.inversion.onnx_graphs import open_onnx_adapter
+
+    return open_onnx_adapter(config.source, config.data, device)
+
+
+def adapter_record(adapter: GANAdapter) -> dict[str, Any]:
+    """What an inverter checkpoint records of its GAN (`extra`): the zoo's GAN config (as before the adapter), or
+    the contracts and source of a user's GAN."""
+    if isinstance(adapter, ZooAdapter) and adapter.gan is not None:
+        return {"gan_config": to_dict(adapter.gan)}
+    return {"gan_adapter": {"latent": asdict(adapter.latent), "image": asdict(adapter.image), "source": adapter.source}}
+
+
+def load_adapter_split(adapter: GANAdapter, split: str) -> Dataset:
+    """The `split` of the adapter's data set; its sample shape must be the adapter's image contract."""
+    data = adapter.data
+    if data is None:
+        raise ValueError("this GAN adapter names no data set: pass --data (and --data-dir) for its test images")
+    dataset = load_dataset(data.name, split, data.data_dir, data.size, data.channels)
+    if tuple(dataset.shape) != tuple(adapter.image.shape):
+        raise ValueError(f"data set {data.name} has samples {tuple(dataset.shape)} but the GAN's images are "
+                         f"{tuple(adapter.image.shape)} (its image contract); pick matching data or "
+                         "--size/--channels")  # fmt: skip
+    return dataset
+
+
 def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> tuple[Path, Inverter]:
     """Train the inverter of `config.method`; returns (checkpoint path, the trained inverter in eval mode)."""
-    gan = config.validate()
+    config.validate()
     device = resolve_device(config.device)
-    test = load_gan_split(gan, "test")
-    train = None if config.uses_latent_loss else load_gan_split(gan, "train")
-    G, D, _ = load_generator_and_discriminator(config.gan_checkpoint, str(device))
-    adapter = ZooAdapter.build(gan, config.features, G, D)
-    z_dim = adapter.latent.size
+    adapter = open_adapter(config, device)
+    test = load_adapter_split(adapter, "test")
+    train = None if config.uses_latent_loss else load_adapter_split(adapter, "train")
+    G = adapter.generator
     torch.manual_seed(config.seed)  # only module initialisation (CN, the enc_* encoder) draws from the global RNG
     inverter = build_inverter(config, adapter).to(device)
     optimizer = torch.optim.Adam([p for p in inverter.parameters() if p.requires_grad], lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     rng = torch.Generator().manual_seed(config.seed)  # every z and batch index of training
-    held = _heldout_set(G, test, z_dim, config.seed, device)
+    held = _heldout_set(adapter, test, config.seed, device)
     sample_x = test.batch(torch.arange(min(SAMPLE_IMAGES if test.is_image else 2_000, len(test))), device)
 
     run = RunDir(run_dir)
@@ -298,7 +346,7 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
         if done % config.sample_every == 0 or done == config.steps:
             _save_samples(inverter, G, sample_x, run.samples / f"step-{done:06d}.png", sample_x)
     inverter.eval()
-    extra = {"gan_config": to_dict(gan), **_heldout_metrics(inverter, G, held)}
+    extra = {**adapter_record(adapter), **_heldout_metrics(inverter, G, held)}
     path = save_checkpoint(run.final_weights(config.kind), {"inverter": inverter}, {}, asdict(config),
                            config.steps, extra=extra)  # fmt: skip
     return path, inverter
@@ -314,13 +362,24 @@ def load_inverter_module(path: str | Path, device: str | torch.device = "cpu") -
     """The inverter alone, rebuilt from its checkpoint (the GAN's config travels in it): frozen, eval mode."""
     meta = read_metadata(path)
     config = config_from_dict(meta["config"], expected=InverterConfig)
-    if "gan_config" not in meta["extra"]:
-        raise ValueError(f"{path} lacks the GAN config it was trained with")
-    gan = config_from_dict(meta["extra"]["gan_config"])
-    assert isinstance(gan, GANConfig)
-    inverter = build_inverter(config, gan)
+    if config.source is not None:  # a user's GAN: its adapter rebuilds D^f's architecture (weights come next)
+        inverter = build_inverter(config, open_adapter(config, device))
+    else:
+        if "gan_config" not in meta["extra"]:
+            raise ValueError(f"{path} lacks the GAN config it was trained with")
+        gan = config_from_dict(meta["extra"]["gan_config"])
+        assert isinstance(gan, GANConfig)
+        inverter = build_inverter(config, gan)
     load_checkpoint(path, {"inverter": inverter})
     return frozen(inverter.to(device)), config  # type: ignore[return-value]
+
+
+def load_inverter_adapter(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Inverter, GANAdapter, InverterConfig]:
+    """Inverter, its GAN as an adapter (G, D^f frozen, eval mode) and the inverter's config — for any GAN."""
+    inverter, config = load_inverter_module(path, device)
+    return inverter, open_adapter(config, device), config
 
 
 def load_export_ready(path: str | Path, device: str | torch.device = "cpu") -> Inverter:
