@@ -13,17 +13,26 @@ from training.cli.common import command_line, set_threads, user_errors
 
 def export_bundle_command(
     ctx: typer.Context,
-    gan: Annotated[Path, typer.Option(help="GAN checkpoint")],
-    inverter: Annotated[Path, typer.Option(help="DFI inverter checkpoint of that GAN")],
-    classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the data set (metrics)")],
+    inverter: Annotated[Path, typer.Option(help="DFI inverter checkpoint (it knows its GAN: zoo or your own)")],
     name: Annotated[str, typer.Option(help="bundle folder name under --out")],
+    gan: Annotated[
+        Path | None, typer.Option(help="zoo GAN checkpoint (default: the inverter's; checked to be the one it inverts)")
+    ] = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(
+            help="classifier checkpoint of the data set (class-consistency, FD, classifier graph); "
+            "optional — without it the metrics are PSNR / SSIM only"
+        ),
+    ] = None,
     out: Path = Path("models"),
     n: Annotated[int, typer.Option(help="unseen test images the manifest's metrics are measured on")] = 1000,
     refine_steps: int = 50,
     overwrite: bool = False,
     threads: int | None = None,
 ) -> None:
-    """Measure DFI / DFI^opt, export the ONNX graphs and refinement weights, check parity, write the manifest."""
+    """Measure DFI / DFI^opt, export the ONNX graphs (and a zoo G's refinement weights), check parity, write the
+    manifest — for an inverter of any GAN (zoo, torch code or ONNX graphs)."""
     from training.export.bundle import build_bundle
 
     set_threads(threads)

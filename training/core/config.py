@@ -73,7 +73,8 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str | None = None) ->
     values = {renamed.get(key, key): value for key, value in values.items()}
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kind = fields.get("kind")
-    if kind is not None and "kind" in values and values["kind"] != kind.default:
+    # A config's kind is `init=False`; a nested dataclass's own `kind` field (GANSource's "torch" / "onnx") is data.
+    if kind is not None and not kind.init and "kind" in values and values["kind"] != kind.default:
         raise ValueError(f"{where}: not a {kind.default} config (kind {values['kind']!r})")
     unknown = sorted(set(values) - set(fields))
     if unknown:

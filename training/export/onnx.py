@@ -15,8 +15,13 @@ rewritten on a private copy of each module, never on the caller's:
     at R = 4): the exporter refuses it. During export `adaptive_avg_pool2d` is computed as two matrix products
     with the same averaging windows (start = ⌊iH/R⌋, end = ⌈(i+1)H/R⌉).
 
-ONNX cannot give gradients, so `generator.safetensors` holds G's state_dict and its config JSON for torch-side
-latent refinement (the paper's DFI^opt); `load_refinement_generator` rebuilds G from that file alone.
+Any GAN (`training.inversion.adapter.GANAdapter`): the graphs are traced from the adapter's modules — G and D^f
+already in the [-1, +1] image range — and the shapes and latent prior come from its image and latent contracts.
+ONNX cannot give gradients, so for torch-side latent refinement (the paper's DFI^opt) a zoo generator
+(`dfi_core.generator.Generator`) also gets `generator.safetensors` (its state_dict and config JSON) and the
+manifest's `refinement` block; `load_refinement_generator` rebuilds G from that file alone. A user's G is of an
+architecture `dfi_core` does not know, so its bundle has neither: whoever refines converts generator.onnx with
+onnx2torch (`dfi_core.refinement.load_bundle_generator`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from pydantic import ValidationError
 from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
@@ -48,12 +54,14 @@ from dfi_core.bundle import (
     REFINEMENT_FILE,
     REFINEMENT_FORMAT,
     Bundle,
+    LatentPrior,
     load_bundle,
     write_manifest,
 )
 from dfi_core.refinement import load_refinement_generator
 from training.gan.networks import Generator
-from training.inversion.networks import ConnectionNetwork, DiscriminatorFeatures
+from training.inversion.adapter import ImageContract, LatentContract
+from training.inversion.networks import ConnectionNetwork
 
 DEFAULT_OPSET = 17
 EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based; the dynamo exporter needs onnxscript)"
@@ -62,7 +70,7 @@ EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based; the dynamo expor
 class FusedInverter(nn.Module):
     """invert = CN ∘ D^f: image [N, C, H, W] → ẑ [N, |z|]."""
 
-    def __init__(self, features: DiscriminatorFeatures, connection: ConnectionNetwork) -> None:
+    def __init__(self, features: nn.Module, connection: ConnectionNetwork) -> None:
         super().__init__()
         self.features, self.connection = features, connection
 
@@ -226,6 +234,31 @@ def save_refinement_generator(path: str | Path, generator: Generator, gan_config
     return Path(path)
 
 
+def _device(module: nn.Module) -> torch.device:
+    """Where `module` computes: its first parameter's (or buffer's) device; the CPU for a module with neither."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def latent_prior(latent: LatentContract) -> dict[str, Any]:
+    """The manifest's `latent.prior` for a latent contract, checked against the bundle schema
+    (`dfi_core.bundle.LatentPrior`): N(0, I) is {normal, mean 0, std 1}, U(-1, 1) would be {uniform, low -1, high 1}.
+    The schema records only a normal prior today, so a uniform-prior GAN is refused here, before any export."""
+    if latent.prior == "normal":
+        prior: dict[str, Any] = {"distribution": "normal", "mean": 0.0, "std": 1.0}
+    else:
+        prior = {"distribution": "uniform", "low": -1.0, "high": 1.0}
+    try:
+        LatentPrior.model_validate(prior)
+    except ValidationError:
+        # Writing "normal" for it instead would tell every reader of the manifest a wrong p(z) (eq. 5's prior).
+        raise ValueError(f"the bundle format (dfi_core.bundle.LatentPrior) cannot record this GAN's latent prior "
+                         f"{prior}: it knows only a normal prior N(0, I), so a uniform-prior GAN cannot be bundled "
+                         "yet") from None  # fmt: skip
+    return prior
+
+
 def _versions() -> dict[str, str]:
     import onnxruntime
 
@@ -235,25 +268,37 @@ def _versions() -> dict[str, str]:
 def export_bundle(
     out_dir: str | Path,
     name: str,
-    generator: Generator,
-    features: DiscriminatorFeatures,
+    generator: nn.Module,
+    features: nn.Module,
     inverter: nn.Module,
     *,
     dataset: dict[str, Any],
     training: dict[str, Any],
     metrics: dict[str, Any],
     gan_config: dict[str, Any],
+    latent: LatentContract | None = None,
+    image: ImageContract | None = None,
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
     """Write the bundle folder `out_dir/name` and return its path.
 
-    inverter: any module mapping images [N, C, H, W] → z [N, |z|] (e.g. `FusedInverter(features, CN)`).
-    dataset: {name, split, license}; training: {commands, seeds, checkpoints} (gan_config is added to it);
-    metrics: free-form. The folder is built next to its destination and moved there when complete.
+    generator: z [N, |z|] → image [N, C, H, W] in [-1, +1]; features: image → D^f [N, F] (a GAN adapter's
+    `generator` and `features`); inverter: any module mapping images [N, C, H, W] → z [N, |z|] (e.g.
+    `FusedInverter(features, CN)`). latent / image: the adapter's contracts (|z| and prior; (C, H, W)); None → read
+    from a zoo generator's config (N(0, I)). A zoo generator (`dfi_core.generator.Generator`) also gets
+    generator.safetensors and the `refinement` block; any other G refines from generator.onnx (onnx2torch).
+    dataset: {name, split, license}; training: {commands, seeds, checkpoints} (gan_config is added to it: the zoo's
+    GAN config, or the adapter's record of a user's GAN); metrics: free-form. The folder is built next to its
+    destination and moved there when complete.
     """
-    shape, z_dim = tuple(generator.cfg.shape), generator.cfg.z_dim
+    zoo = isinstance(generator, Generator)
+    if (latent is None or image is None) and not zoo:
+        raise ValueError("export_bundle needs the latent and image contracts for a generator that is not of the zoo")
+    latent = latent or LatentContract(generator.cfg.z_dim)
+    shape, z_dim = tuple(image.shape if image is not None else generator.cfg.shape), latent.size
+    prior = latent_prior(latent)
     if len(shape) != 3:
         raise ValueError(f"bundles hold image models [C, H, W]; the generator makes shape {shape}")
     out_dir = Path(out_dir)
@@ -264,9 +309,8 @@ def export_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
     try:
         with _eval_mode(generator, features, inverter):
-            z = torch.randn(2, z_dim, generator=torch.Generator().manual_seed(seed))
-            device = next(generator.parameters()).device
-            images = generator(z.to(device)).cpu()
+            z = latent.sample(2, torch.Generator().manual_seed(seed))  # z ~ the prior: inputs as real ones
+            images = generator(z.to(_device(generator))).cpu()
         examples = {"invert": images, "generator": z, "discriminator_features": images}
         modules = {"invert": inverter, "generator": generator, "discriminator_features": features}
         graphs = {}
@@ -279,7 +323,8 @@ def export_bundle(
                 "output": {"name": output_name, "shape": out_shape},
                 "opset": opset,
             }
-        save_refinement_generator(tmp / REFINEMENT_FILE, generator, gan_config)
+        if zoo:  # the architecture dfi_core.generator rebuilds; any other G refines from generator.onnx
+            save_refinement_generator(tmp / REFINEMENT_FILE, generator, gan_config)
         versions = _versions()
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -287,14 +332,16 @@ def export_bundle(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "dataset": dataset,
             "image": {"channels": shape[0], "height": shape[1], "width": shape[2], "preprocessing": PREPROCESSING},
-            "latent": {"size": z_dim, "prior": {"distribution": "normal", "mean": 0.0, "std": 1.0}},
+            "latent": {"size": z_dim, "prior": prior},
             "graphs": graphs,
-            "refinement": {"file": REFINEMENT_FILE, "format": "safetensors", "generator_config": asdict(generator.cfg)},
             "training": {**training, "gan_config": gan_config},
             "metrics": metrics,
             "exporter": {**versions, "exporter": EXPORTER, "opset": opset},
             "directions": {},
         }
+        if zoo:
+            manifest["refinement"] = {"file": REFINEMENT_FILE, "format": "safetensors",
+                                      "generator_config": asdict(generator.cfg)}  # fmt: skip
         write_manifest(tmp, manifest)
         load_bundle(tmp)  # round trip: the bundle is valid before it takes its final name
         for path in [tmp, *tmp.rglob("*")]:  # mkdtemp and safetensors create owner-only modes; the service may not
@@ -313,23 +360,26 @@ def export_bundle(
 
 def check_parity(
     bundle_dir: str | Path,
-    generator: Generator,
-    features: DiscriminatorFeatures,
+    generator: nn.Module,
+    features: nn.Module,
     inverter: nn.Module,
     n: int = 64,
     batch_sizes: tuple[int, ...] = (1, 64),
     seed: int = 0,
+    latent: LatentContract | None = None,
 ) -> dict[str, float]:
     """Max |ONNX Runtime (CPU) − torch| per graph over `n` inputs, run at each batch size.
 
-    Inputs look like real ones: z ~ N(0, I) for the generator, G(z) for the image graphs. torch runs the
-    caller's modules in eval mode (spectral norm unfolded), so this also checks the export-time rewrites.
+    Inputs look like real ones: z from the latent prior (`latent`; None: N(0, I) of the manifest's size) for the
+    generator, G(z) for the image graphs. torch runs the caller's modules in eval mode (spectral norm unfolded), so
+    this also checks the export-time rewrites.
     """
     bundle: Bundle = load_bundle(bundle_dir)
-    z = torch.randn(n, bundle.manifest.latent.size, generator=torch.Generator().manual_seed(seed))
+    latent = latent or LatentContract(bundle.manifest.latent.size)
+    z = latent.sample(n, torch.Generator().manual_seed(seed))
     modules = {"invert": inverter, "generator": generator, "discriminator_features": features}
     with _eval_mode(generator, features, inverter):
-        device = next(generator.parameters()).device
+        device = _device(generator)
         images = generator(z.to(device))
         inputs = {"invert": images, "generator": z.to(device), "discriminator_features": images}
         expected = {graph: modules[graph](inputs[graph]).cpu().numpy() for graph in GRAPH_CONTRACT}
@@ -352,6 +402,7 @@ __all__ = [
     "check_parity",
     "export_bundle",
     "export_graph",
+    "latent_prior",
     "load_refinement_generator",
     "save_refinement_generator",
 ]
