@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from training.cli import cyclic, data, editing, evaluation, export, gan, inversion, reports, scgan
+from training.cli import cyclic, data, editing, evaluation, export, gan, inspect, inversion, reports, scgan
 
 # group → (help, {command name → function}); "" is the top level.
 COMMANDS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
@@ -51,6 +51,9 @@ COMMANDS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
         "dfi": reports.report_dfi_command,
         "gaussians": reports.report_gaussians_command,
         "dfeatures": reports.report_dfeatures_command,
+    }),
+    "inspect": ("Look inside a GAN you bring before inverting it.", {
+        "features": inspect.inspect_features_command,
     }),
     "export": ("Export model bundles (ONNX graphs + manifest) under models/.", {
         "bundle": export.export_bundle_command,
