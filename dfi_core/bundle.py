@@ -7,7 +7,8 @@ Layout (every file except manifest.json is listed with its sha256 in `manifest.f
         invert.onnx                    image [batch, C, H, W] → z [batch, |z|]   (D^f and the connection network)
         generator.onnx                 z [batch, |z|] → image [batch, C, H, W]
         discriminator_features.onnx    image [batch, C, H, W] → features [batch, F]   (D^f)
-        generator.safetensors          G's state_dict + its config JSON (torch rebuilds G for gradient refinement)
+        generator.safetensors          (optional, `refinement` block) G's state_dict + its config JSON: the zoo's
+                                       architecture; every bundle can refine from generator.onnx (onnx2torch)
         classifier.onnx                (optional) image [batch, C, H, W] → logits [batch, classes]
         directions/<name>.npy          (optional) named latent directions [|z|] float32 for editing
 
@@ -115,14 +116,30 @@ class ImageSpec(_Strict):
 
 
 class LatentPrior(_Strict):
+    """p(z) normal N(mean, std²·I): the zoo's, and most GANs'."""
+
     distribution: Literal["normal"] = "normal"
     mean: float = 0.0
     std: float = Field(default=1.0, gt=0)
 
 
+class UniformLatentPrior(_Strict):
+    """p(z) uniform U(low, high)^|z|: some GANs users bring."""
+
+    distribution: Literal["uniform"]
+    low: float = -1.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> UniformLatentPrior:
+        if not self.high > self.low:
+            raise ValueError(f"a uniform latent prior needs low < high, got [{self.low}, {self.high}]")
+        return self
+
+
 class LatentSpec(_Strict):
     size: int = Field(gt=0)
-    prior: LatentPrior = Field(default_factory=LatentPrior)
+    prior: LatentPrior | UniformLatentPrior = Field(default_factory=LatentPrior, discriminator="distribution")
 
 
 class TensorSpec(_Strict):
@@ -173,6 +190,9 @@ class Graphs(_Strict):
 
 
 class Refinement(_Strict):
+    """G as torch weights for the zoo's architecture (`dfi_core.generator`). Optional: a bundle made from a user's
+    own GAN has none, and refinement (eq. 2) runs from generator.onnx via onnx2torch (`dfi_core.refinement`)."""
+
     file: RelativePath = REFINEMENT_FILE
     format: Literal["safetensors"] = "safetensors"
     generator_config: dict[str, Any] = Field(description="dfi_core.generator.GeneratorConfig as a dict")
@@ -215,7 +235,7 @@ class Manifest(_Strict):
     image: ImageSpec
     latent: LatentSpec
     graphs: Graphs
-    refinement: Refinement
+    refinement: Refinement | None = Field(default=None, description="generator.safetensors; None: refine from ONNX")
     files: dict[str, str] = Field(default={}, description="relative path → sha256 for every file but the manifest")
     training: TrainingInfo = Field(default_factory=TrainingInfo)
     metrics: dict[str, Any] = {}
@@ -291,7 +311,8 @@ class Manifest(_Strict):
 
     def referenced_files(self) -> list[str]:
         """Files the manifest points to (graphs, refinement weights, directions)."""
-        refs = [entry.file for entry in self.graphs.entries().values()] + [self.refinement.file]
+        refs = [entry.file for entry in self.graphs.entries().values()]
+        refs += [self.refinement.file] if self.refinement is not None else []
         refs += list(dict.fromkeys(self.exporter.shared_weights.values()))
         return refs + [d.file for d in self.directions.values()]
 

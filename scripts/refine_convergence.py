@@ -19,7 +19,7 @@ from dfi_core import metrics
 from dfi_core.bundle import load_bundle
 from dfi_core.datasets import load_split
 from dfi_core.preprocessing import to_model_range
-from dfi_core.refinement import DEFAULT_LR, load_refinement_generator, per_sample_loss, refine
+from dfi_core.refinement import DEFAULT_LR, load_bundle_generator, per_sample_loss, refine
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     x = to_model_range(load_split(bundle.manifest.dataset.name, "test").images[: args.n])
     target = torch.from_numpy(x)
     z0 = torch.from_numpy(bundle.open_graph("invert", providers=["CPUExecutionProvider"])(x))
-    G = load_refinement_generator(bundle.path(bundle.manifest.refinement.file))
+    G = load_bundle_generator(bundle).module
 
     def psnr(z: torch.Tensor) -> float:  # mean over images, [0, 1] images, data_range 1: as the evaluation
         with torch.no_grad():

@@ -24,6 +24,11 @@ fi
 python3 -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null \
   || python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[train,service,worker,dev]"
+# onnx2torch (refinement from any bundle's generator.onnx; GANs given as ONNX graphs) without its torchvision
+# requirement: pip resolves that to PyPI's CUDA torchvision, which does not load beside the CPU torch and breaks
+# torchmetrics; onnx2torch needs only numpy, onnx and torch here (dfi_core/refinement.py, pyproject.toml).
+python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("onnx2torch") is None)' \
+  || python3 -m pip install -q --no-deps onnx2torch==1.5.15
 
 python3 -m training data prepare emoji >/dev/null
 echo "setup: ok ($(python3 -c 'import torch; print("torch", torch.__version__)'))"

@@ -58,7 +58,9 @@ def score_chunk(model: LoadedModel, images: np.ndarray, labels: np.ndarray | Non
     if request["refine_steps"]:
         from service.refinement import refine_latents
 
-        z = refine_latents(model.torch_generator(), x, z, request["refine_steps"], torch_threads)
+        # The same G as the API's (dfi_core.refinement.load_bundle_generator): a bundle that cannot refine fails the
+        # job with RefinementUnavailable's reason (e.g. the op onnx2torch cannot convert) as its error line.
+        z = refine_latents(model.refinement_generator().module, x, z, request["refine_steps"], torch_threads)
     recon = model.graphs["generator"](z)
     asked = request["metrics"]
     out = score_images(recon, x, [metric for metric in asked if metric in IMAGE_METRICS])  # the shared table
@@ -128,6 +130,7 @@ async def _metric_job(ctx: dict[str, Any], job: Job, request: dict[str, Any]) ->
             "metrics": {key: summarize(np.concatenate(parts)) for key, parts in values.items()},
             "settings": {
                 "refine_steps": request["refine_steps"], "refine_method": "adam" if request["refine_steps"] else None,
+                "refine_source": model.refinement_generator().source if request["refine_steps"] else None,
                 "value_range": [0, 1], "data_range": 1.0, "ssim": "torchmetrics (gaussian 11×11, σ 1.5)",
                 "images": "first n of the split", "worker": str(ctx["worker"].id),
                 "providers": {g: s.provider for g, s in model.graphs.items()},

@@ -1,9 +1,14 @@
-"""DFI^opt in the service: IJCV eq. 2 with torch on the bundle's generator.safetensors.
+"""DFI^opt in the service: IJCV eq. 2 with torch on a differentiable G of the bundle.
 
 ONNX Runtime gives no gradients, so refinement runs where torch is installed: in the API when this process has
 torch (the local run and the worker image), always in the worker for metric jobs. The slim API image has no torch
-and answers refine_steps > 0 with a 400 naming that. `dfi_core.refinement` is the same code the training package
-evaluates with, so a refined latent here matches the offline DFI^opt for the same image and steps.
+and answers refine_steps > 0 with a 400 naming that. G comes from `dfi_core.refinement.load_bundle_generator`
+(through `LoadedModel.refinement_generator`): generator.onnx via onnx2torch for any bundle — a user's own GAN
+included — or generator.safetensors where the manifest names it. A bundle whose generator.onnx holds an op
+onnx2torch cannot convert (and that has no generator.safetensors) answers refine_steps > 0 with a 400 naming the
+op, and its metric jobs with refine_steps > 0 fail with that reason; refine_steps = 0 keeps working.
+`dfi_core.refinement.refine` is the same code the training package evaluates with, so a refined latent here
+matches the offline DFI^opt for the same image and steps.
 """
 
 from __future__ import annotations

@@ -3,13 +3,19 @@
 Bundles are discovered under `Settings.models_dir` (each sub-folder with a manifest.json), verified
 (`dfi_core.bundle.load_bundle`) and opened with the configured ONNX Runtime providers. A bundle that fails to load
 is recorded with its reason — the service still starts and `/readyz` names what is degraded.
+
+Refinement's torch G (`LoadedModel.refinement_generator`) is built on first use by `dfi_core.refinement.
+load_bundle_generator`, the one way for every bundle (generator.onnx via onnx2torch, or generator.safetensors where
+the manifest names it); the result — or why there is none, e.g. an op onnx2torch cannot convert — is kept.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +24,11 @@ from dfi_core.onnx_graph import OnnxGraph
 from service.batching import MicroBatcher
 from service.metrics import ApiMetrics
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dfi_core.refinement import RefinementGenerator, RefinementUnavailable
 
 log = logging.getLogger("service")
 SERVED_GRAPHS = ("invert", "generator", "classifier", "outpaint")
@@ -29,7 +40,9 @@ class LoadedModel:
     graphs: dict[str, OnnxGraph]
     batchers: dict[str, MicroBatcher]
     directions: dict[str, np.ndarray]
-    _generator_torch: object | None = field(default=None, repr=False)
+    _refinement: RefinementGenerator | None = field(default=None, repr=False)
+    _refinement_error: RefinementUnavailable | None = field(default=None, repr=False)
+    _refinement_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def name(self) -> str:
@@ -43,13 +56,38 @@ class LoadedModel:
             raise KeyError(graph)
         return await self.batchers[graph](self.graphs[graph].validate(array))
 
-    def torch_generator(self):  # noqa: ANN201 - torch is optional here
-        """G rebuilt from generator.safetensors for refinement (lazy: torch only when first needed)."""
-        if self._generator_torch is None:
-            from dfi_core.refinement import load_refinement_generator
+    def refinement_generator(self) -> RefinementGenerator:
+        """G as a torch module for refinement, with its source and why (lazy: torch only when first needed; built
+        once — concurrent first requests and the start-up warm-up wait for one build). Raises
+        `dfi_core.refinement.RefinementUnavailable` (e.g. `UnsupportedOpError` naming the op) on every call when
+        the bundle cannot refine; inversion without refinement does not depend on it."""
+        with self._refinement_lock:
+            if self._refinement is None and self._refinement_error is None:
+                from dfi_core.refinement import RefinementUnavailable, load_bundle_generator
 
-            self._generator_torch = load_refinement_generator(self.bundle.path(self.bundle.manifest.refinement.file))
-        return self._generator_torch
+                try:
+                    self._refinement = load_bundle_generator(self.bundle)
+                    log.info("%s: refinement G from %s (%s); parity %s", self.name, self._refinement.source,
+                             self._refinement.reason, self._refinement.parity)  # fmt: skip
+                except RefinementUnavailable as error:
+                    self._refinement_error = error
+                    log.warning("%s: refinement unavailable: %s", self.name, error.reason)
+            if self._refinement_error is not None:
+                raise self._refinement_error
+            assert self._refinement is not None
+            return self._refinement
+
+    def torch_generator(self) -> nn.Module:
+        """The refinement G's module for API requests: a bundle that cannot refine answers 400 with the reason
+        (refine_steps = 0 still works)."""
+        from dfi_core.refinement import RefinementUnavailable
+        from service.errors import APIError
+
+        try:
+            return self.refinement_generator().module
+        except RefinementUnavailable as error:
+            raise APIError(400, f"refine_steps > 0 is unavailable for model {self.name}: {error.reason}",
+                           limit={"refine_steps": 0}) from None  # fmt: skip
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from service.deps import MetricsDep, RegistryDep, SettingsDep
 from service.errors import APIError
 from service.images import png_base64
-from service.inference import decode_and_invert, generate
+from service.inference import check_refine_steps, decode_and_invert, generate
 from service.schemas import InversionPublic, InvertRequest, InvertResponse, Timings
 
 router = APIRouter(tags=["inversion"])
@@ -63,6 +64,11 @@ async def invert(request: Request, registry: RegistryDep, settings: SettingsDep,
     start = time.perf_counter()
     body, encoded = await _parse(request, settings.max_images_per_request)
     model = registry.get(body.model)
+    if body.refine_steps:
+        # Before any decoding: the step limit, torch in this process, then a differentiable G for this bundle (built
+        # once, dfi_core.refinement.load_bundle_generator) — a 400 naming, e.g., the op onnx2torch cannot convert.
+        check_refine_steps(body.refine_steps, settings)
+        await asyncio.to_thread(model.torch_generator)
     timings: dict[str, float] = {}
     _, z = await decode_and_invert(encoded, model, body.refine_steps, settings, metrics, timings)
     images = await generate(model, z, timings) if body.return_reconstruction else None

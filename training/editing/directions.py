@@ -207,6 +207,9 @@ def generator_first_layer(bundle: Bundle, fold_batchnorm: bool = True) -> np.nda
     """A = G's `project.0` Linear weight [out, |z|] from generator.safetensors, its eval BatchNorm scale folded in."""
     from safetensors.numpy import load_file
 
+    if bundle.manifest.refinement is None:  # a user's GAN: only generator.onnx, of an architecture unknown here
+        raise ValueError(f"bundle {bundle.name!r} has no zoo generator (generator.safetensors): SeFa needs G's first "
+                         "Linear layer; use --kinds eq9,svm,pca")  # fmt: skip
     tensors = load_file(str(bundle.path(bundle.manifest.refinement.file)))
     if "project.0.weight" not in tensors:
         raise ValueError(f"bundle {bundle.name!r}: the generator has no `project` layer (an image DCGAN G is needed)")

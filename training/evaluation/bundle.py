@@ -27,7 +27,7 @@ from dfi_core import metrics
 from dfi_core.bundle import Bundle, load_bundle
 from dfi_core.datasets import ImageSplit, load_split
 from dfi_core.preprocessing import to_model_range, to_uint8
-from dfi_core.refinement import load_refinement_generator, refine
+from dfi_core.refinement import load_bundle_generator, refine
 from training.evaluation.scoring import Reconstructor, Summary, score_reconstructions
 
 METHODS = ("dfi", "dfi_opt", "opt")
@@ -112,7 +112,7 @@ def open_reconstructors(
         if bundle.manifest.graphs.classifier
         else None
     )
-    G = load_refinement_generator(bundle.path(bundle.manifest.refinement.file))
+    G = load_bundle_generator(bundle).module
     reconstructors = {
         method: (lambda x, offset, method=method: generator(_latents(method, x, invert, G, refine_steps, seed + offset)
                                                              .astype(np.float32)))

@@ -267,10 +267,10 @@ def open_adapter(config: InverterConfig, device: str | torch.device = "cpu") -> 
     if config.source.kind == "torch":
         from training.inversion.torch_code import open_torch_adapter
 
-        return open_torch_adapter(config.source, config.data, device)
+        return open_torch_adapter(config.source, config.data, device, pool_size=config.features.pool_size)
     from training.inversion.onnx_graphs import open_onnx_adapter
 
-    return open_onnx_adapter(config.source, config.data, device)
+    return open_onnx_adapter(config.source, config.data, device, pool_size=config.features.pool_size)
 
 
 def adapter_record(adapter: GANAdapter) -> dict[str, Any]:

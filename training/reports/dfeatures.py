@@ -20,7 +20,7 @@ import torch
 from dfi_core.bundle import load_bundle
 from dfi_core.datasets import load_split
 from dfi_core.preprocessing import to_model_range
-from dfi_core.refinement import load_refinement_generator
+from dfi_core.refinement import load_bundle_generator
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def dfeatures(bundle_dir: Path, out: Path, n: int = 2000, seed: int = 0) -> dict
 
     bundle = load_bundle(bundle_dir)
     features = load_export_ready(bundle.path(INVERTER_FILE)).features.eval()
-    G = load_refinement_generator(bundle.path(bundle.manifest.refinement.file))
+    G = load_bundle_generator(bundle).module
     data = load_split(bundle.manifest.dataset.name, "test")
     n = min(n, len(data.images))
     real = torch.from_numpy(to_model_range(data.images[:n]))
