@@ -262,7 +262,34 @@ def convert_graph(model: onnx.ModelProto, label: str) -> nn.Module:
         module = onnx2torch.convert(model)
     except NotImplementedError as error:  # a converter that refuses one attribute value (e.g. a Resize mode)
         raise ValueError(f"{label}: onnx2torch cannot convert the graph: {error}; {hint}") from None
+    except KeyError as missing:
+        # onnx2torch's Conv / Gemm converters need their weights as initializers. Graphs that compute them — a
+        # spectral norm exported unfolded (W / σ(W) from the stored u, as torch-mimicry's SNGAN is) — fail here;
+        # ONNX Runtime's basic optimisations (constant folding only: semantics-preserving) turn those computed
+        # weights into initializers, so the folded graph converts.
+        folded = _constant_folded(model)
+        try:
+            module = onnx2torch.convert(folded)
+        except (KeyError, NotImplementedError) as error:
+            raise ValueError(f"{label}: onnx2torch cannot convert the graph: a layer's weight {missing} is computed "
+                             f"in the graph and does not fold to a constant ({error}); {hint}") from None  # fmt: skip
     return module.eval().requires_grad_(False)
+
+
+def _constant_folded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` after ONNX Runtime's basic graph optimisations (constant folding, redundant-node removal)."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "in.onnx", Path(folder) / "folded.onnx"
+        onnx.save(model, str(source))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(target)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        return onnx.load(str(target))
 
 
 class OnnxGraphModule(nn.Module):

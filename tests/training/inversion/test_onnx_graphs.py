@@ -316,3 +316,31 @@ def test_feature_from_a_node_with_several_outputs(gan) -> None:
         with torch.no_grad():
             assert torch.equal(adapter.features_torch(x), x.flatten(1)[:, half])
             assert torch.equal(adapter.features(x), x.flatten(1)[:, half])
+
+
+class ComputedWeightD(nn.Module):
+    """A D whose conv weight is computed in the exported graph: the legacy hook-based spectral norm exports
+    W / σ(W) (from the stored u, v) as ops, as torch-mimicry's SNGAN does. onnx2torch's Conv converter needs an
+    initializer; the adapter folds constants first (ONNX Runtime, basic level)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.utils.spectral_norm(nn.Conv2d(1, 8, 4, 2, 1))
+        self.logit = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logit(nn.functional.relu(self.conv(x)).sum(dim=(2, 3)))
+
+
+def test_weights_computed_in_the_graph_are_folded_before_conversion(gan) -> None:
+    torch.manual_seed(2)
+    D = ComputedWeightD()
+    D(torch.randn(4, 1, 28, 28))  # a power-iteration step in train mode, so u, v are not their initial values
+    path = export(D.eval(), torch.zeros(2, 1, 28, 28), gan["root"] / "sn-d.onnx", "image", ["logit"])
+    assert any(n.op_type == "Div" for n in onnx.load(str(path)).graph.node)  # W / σ is in the graph
+    adapter = open_onnx_adapter(GANSource("onnx", str(gan["g"]), str(path)), DataConfig("fashion-mnist"))
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    name = next(n.output[0] for n in onnx.load(str(path)).graph.node if n.op_type == "ReduceSum")
+    (expected,) = ort_run(extend_graph(onnx.load(str(path)), [name]), x, [name])
+    with torch.no_grad():
+        assert np.abs(adapter.features_torch(x).numpy() - expected).max() <= ATOL
