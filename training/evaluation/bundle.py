@@ -45,13 +45,19 @@ def check_request(methods: list[str], n: int, repeats: int, split_size: int) -> 
         raise ValueError(f"n × repeats = {n * repeats} > the {split_size} test images: repeats must be disjoint")
 
 
-def _latents(method: str, x: np.ndarray, invert, G, steps: int, seed: int) -> np.ndarray:
+def prior_sample(prior: Any, n: int, size: int, seed: int) -> torch.Tensor:
+    """n latents from a manifest's prior (`latent.prior`), drawn from a CPU generator seeded `seed`."""
+    rng = torch.Generator().manual_seed(seed)
+    if prior.distribution == "uniform":
+        return prior.low + (prior.high - prior.low) * torch.rand(n, size, generator=rng)
+    return prior.mean + prior.std * torch.randn(n, size, generator=rng)
+
+
+def _latents(method: str, x: np.ndarray, invert, G, steps: int, seed: int, latent: Any) -> np.ndarray:
     if method == "dfi":
         return invert(x)
-    if method == "dfi_opt":
-        z0 = torch.from_numpy(invert(x))
-    else:
-        z0 = torch.randn(len(x), G.cfg.z_dim, generator=torch.Generator().manual_seed(seed))
+    # opt: the optimisation baseline from z ~ the prior of the manifest's latent contract (any G, not only the zoo's)
+    z0 = torch.from_numpy(invert(x)) if method == "dfi_opt" else prior_sample(latent.prior, len(x), latent.size, seed)
     z, _ = refine(G, torch.from_numpy(x), z0, steps=steps, method="adam")
     return z.numpy()
 
@@ -114,7 +120,8 @@ def open_reconstructors(
     )
     G = load_bundle_generator(bundle).module
     reconstructors = {
-        method: (lambda x, offset, method=method: generator(_latents(method, x, invert, G, refine_steps, seed + offset)
+        method: (lambda x, offset, method=method: generator(_latents(method, x, invert, G, refine_steps, seed + offset,
+                                                                       bundle.manifest.latent)
                                                              .astype(np.float32)))
         for method in methods
     }  # fmt: skip

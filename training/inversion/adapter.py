@@ -134,6 +134,21 @@ class WithRange(nn.Module):
         return self.after(x) if self.after is not None else x
 
 
+def pool_tap(h: torch.Tensor, size: int) -> torch.Tensor:
+    """A 4-D tap average-pooled to size × size (sec. 4.7's R), flat [N, C·R·R]; other taps flattened as they are.
+
+    Where R divides the map this is a plain average pool with a fixed kernel: the ONNX exporter's symbolic for
+    `adaptive_avg_pool2d` needs static spatial sizes, which a user's D (padding, expand, in-place ops) can lose in
+    the trace. Otherwise `adaptive_avg_pool2d`, looked up at call time so the exporter's matrix form applies
+    (training.export.onnx). The zoo's DiscriminatorFeatures keeps its own pooling (its graphs stay as shipped)."""
+    if h.dim() != 4:
+        return h.flatten(1)
+    height, width = int(h.shape[-2]), int(h.shape[-1])
+    if height % size == 0 and width % size == 0:
+        return nn.functional.avg_pool2d(h, (height // size, width // size)).flatten(1)
+    return nn.functional.adaptive_avg_pool2d(h, size).flatten(1)
+
+
 def feature_dim_of(features: nn.Module, shape: tuple[int, ...]) -> int:
     """The flat size of `features`' output for inputs of `shape`, measured in eval mode (no batch-norm or
     spectral-norm state changes) on two blank inputs; the zoo's D^f knows it already."""

@@ -52,6 +52,7 @@ from training.inversion.adapter import (
     LatentContract,
     RangeMap,
     WithRange,
+    pool_tap,
 )
 from training.inversion.networks import FeatureExtractorConfig
 
@@ -351,9 +352,7 @@ class FeatureVector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.graph(x)
         parts = out if isinstance(out, (list, tuple)) else [out]
-        flat = [(nn.functional.adaptive_avg_pool2d(h, self.pool_size) if h.dim() == 4 else h).flatten(1)
-                for h in parts]  # fmt: skip
-        return torch.cat(flat, dim=1)
+        return torch.cat([pool_tap(h, self.pool_size) for h in parts], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from training.inversion.adapter import (
     LatentContract,
     RangeMap,
     WithRange,
+    pool_tap,
 )
 from training.inversion.networks import FeatureExtractorConfig
 
@@ -343,10 +344,8 @@ class TappedFeatures(nn.Module):
         missing = [self.taps[i].spelled() for i in range(len(self.taps)) if i not in captured]
         if missing:
             raise TorchCodeError(f"D^f taps {missing} never ran in D's forward; name modules that D's forward calls")
-        # Looked up at call time: the ONNX exporter swaps in an exportable adaptive pooling (training.export.onnx).
-        pool = nn.functional.adaptive_avg_pool2d
         parts = [t for i in range(len(self.taps)) for t in captured[i]]
-        return torch.cat([(pool(t, self.pool_size) if t.dim() == 4 else t).flatten(1) for t in parts], dim=1)
+        return torch.cat([pool_tap(t, self.pool_size) for t in parts], dim=1)
 
 
 def _input_hook(keep: Callable[[int, Any], None], index: int) -> Callable[..., None]:
