@@ -124,6 +124,7 @@ async function selectModel(name) {
   root.setProperty("--img", `${width * Math.max(1, Math.round(176 / width))}px`);
   root.setProperty("--thumb", `${width * Math.max(1, Math.round(64 / width))}px`);
   renderSamples();
+  renderJobMetrics();
   state.latents = { dfi: null, dfi_opt: null };
   showLatent();
   try {
@@ -426,6 +427,17 @@ async function outpaint() {
 }
 
 // ---- metric jobs ----
+
+// Class consistency needs the bundle's classifier graph (the data set's judge); a bundle made from a user's own GAN
+// may ship none, and the API refuses the metric for it (422). Offer only what the selected bundle can measure.
+function renderJobMetrics() {
+  const box = document.querySelector("#job-metrics input[value=class_consistency]");
+  const judged = "classifier" in state.model.graphs;
+  if (judged && box.disabled) box.checked = box.defaultChecked; // back from a bundle without one
+  if (!judged) box.checked = false;
+  box.disabled = !judged;
+  $("job-metrics-note").textContent = judged ? "" : `(${state.model.name} has no classifier graph)`;
+}
 
 function renderJob(job) {
   const progress = $("job-progress");
