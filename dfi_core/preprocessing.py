@@ -35,6 +35,13 @@ def to_channels(image: Image.Image, channels: int, background: tuple[int, int, i
         image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA")
+    if image.mode in ("La", "RGBa"):
+        # Associated (premultiplied) alpha, e.g. a TIFF with ExtraSamples = 1: Pillow converts these only to
+        # their straight-alpha modes; then they are composited like any other transparency below.
+        image = image.convert("LA" if image.mode == "La" else "RGBA")
+    if image.mode in ("LAB", "HSV"):
+        # CIELab TIFFs (and HSV): Pillow converts these to RGB only, not straight to L.
+        image = image.convert("RGB")
     if image.mode in ("RGBA", "LA", "PA"):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))

@@ -58,7 +58,13 @@ def decode_image(data: bytes, spec: ImageSpec, what: str, max_bytes: int, max_pi
         raise APIError(415, f"{what}: not an image Pillow can decode safely") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise APIError(422, f"{what}: corrupt or truncated image ({error})") from None
-    return load_image(image, spec.height, spec.channels)
+    try:
+        return load_image(image, spec.height, spec.channels)
+    except (ValueError, OSError) as error:
+        # A mode Pillow decodes but cannot convert to the bundle's channels (the common ones are converted in
+        # dfi_core.preprocessing.to_channels): the client can re-encode it, so 415 naming the mode, never a 500.
+        target = "L" if spec.channels == 1 else "RGB"
+        raise APIError(415, f"{what}: image mode {image.mode} cannot be converted to {target} ({error})") from None
 
 
 def to_model_input(images: list[np.ndarray]) -> np.ndarray:

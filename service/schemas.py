@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dfi_core.bundle import DIRECTION_NAME_PATTERN
@@ -18,10 +19,23 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _finite_latents(latents: list[Latent] | None) -> list[Latent] | None:
+# The graphs compute in float32: a JSON double beyond this (e.g. 1e308) would become inf in the cast.
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38
+
+
+def _finite_latents(latents: list[Latent] | None, what: str = "latent") -> list[Latent] | None:
     for i, z in enumerate(latents or []):
+        label = f"{what} {i}" if what == "latent" else what
         if any(v != v or v in (float("inf"), float("-inf")) for v in z):
-            raise ValueError(f"latent {i} holds NaN or inf")
+            raise ValueError(f"{label} holds NaN or inf")
+        # Checked after the float32 rounding the service applies, so 3.4028235e38 itself (which rounds to the
+        # float32 maximum) is accepted and exactly the values that would turn into inf are refused.
+        with np.errstate(over="ignore"):
+            beyond = np.flatnonzero(~np.isfinite(np.asarray(z, dtype=np.float32)))
+        if beyond.size:
+            j = int(beyond[0])
+            raise ValueError(f"{label} value {j} ({z[j]:g}) is outside the float32 range "
+                             f"±{FLOAT32_MAX:.8g} ({beyond.size} such value(s))")  # fmt: skip
     return latents
 
 
@@ -76,7 +90,7 @@ class EditRequest(_Request):
     @field_validator("vector")
     @classmethod
     def _finite_vector(cls, v: Latent | None) -> Latent | None:
-        _finite_latents([v] if v is not None else None)
+        _finite_latents([v] if v is not None else None, what="vector")
         return v
 
 

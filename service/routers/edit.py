@@ -9,9 +9,18 @@ from service.deps import MetricsDep, RegistryDep, SettingsDep
 from service.errors import APIError
 from service.images import png_base64
 from service.inference import check_count, decode_and_invert, generate
-from service.schemas import EditedPublic, EditRequest, EditResponse
+from service.schemas import FLOAT32_MAX, EditedPublic, EditRequest, EditResponse
 
 router = APIRouter(tags=["editing"])
+
+
+def _check_float32(values: np.ndarray, what: str) -> np.ndarray:
+    """The inputs are within float32 (schemas), but z + s·v or an interpolation of them can still overflow to inf,
+    which the generator would turn into NaN pixels and JSON cannot carry: a 422 naming the step that overflowed."""
+    if not np.isfinite(values).all():
+        raise APIError(422, f"{what} overflows the float32 range ±{FLOAT32_MAX:.8g}; use smaller values",
+                       limit={"float32_max": FLOAT32_MAX})  # fmt: skip
+    return values
 
 
 @router.post("/edit", response_model=EditResponse)
@@ -40,7 +49,8 @@ async def edit(body: EditRequest, registry: RegistryDep, settings: SettingsDep, 
         if len(z) != 2 or body.directions or body.vector is not None:
             raise APIError(422, "interpolation takes exactly two latents or images and no directions/vector")
         t = np.linspace(0.0, 1.0, body.interpolate_steps, dtype=np.float32)[:, None]
-        edited, operation = (1 - t) * z[0] + t * z[1], "interpolate"
+        with np.errstate(over="ignore", invalid="ignore"):
+            edited, operation = _check_float32((1 - t) * z[0] + t * z[1], "the interpolation"), "interpolate"
     else:
         if not body.directions and body.vector is None:
             raise APIError(422, f"give 'directions' (known: {sorted(model.directions)}), 'vector' or "
@@ -61,8 +71,12 @@ async def edit(body: EditRequest, registry: RegistryDep, settings: SettingsDep, 
             if abs(body.vector_strength) > settings.max_strength:
                 raise APIError(422, f"|vector_strength| {abs(body.vector_strength)} > max_strength",
                                limit={"max_strength": settings.max_strength})  # fmt: skip
-            offset += body.vector_strength * np.asarray(body.vector, dtype=np.float32)
-        edited, operation = z + offset, "directions"
+            with np.errstate(over="ignore", invalid="ignore"):
+                term = _check_float32(body.vector_strength * np.asarray(body.vector, dtype=np.float32),
+                                      "vector · vector_strength")  # fmt: skip
+                offset = _check_float32(offset + term, "the sum of the direction offsets and vector · vector_strength")
+        with np.errstate(over="ignore", invalid="ignore"):
+            edited, operation = _check_float32(z + offset, "latent + offset"), "directions"
     edited = edited.astype(np.float32)
     images = await generate(model, edited, timings) if body.return_images else None
     return EditResponse(
