@@ -31,7 +31,13 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class BodyLimit:
-    """Pure ASGI: 413 for a declared Content-Length over the limit, and for a streamed body once it passes it."""
+    """Pure ASGI: 413 for a declared Content-Length over the limit, and for a streamed body once it passes it.
+
+    A chunked body has no Content-Length, so `receive` counts and raises `errors.BodyTooLarge`; the error handlers
+    and `request_context` find it however it is wrapped. Whatever else the app answers after an overflow (a route
+    that swallowed the error, a parser that turned it into a 400) is replaced by the same 413 here, so every
+    route answers alike, with `request_id` and `X-Request-ID`.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -42,26 +48,50 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, send)
+            await self._refuse(scope, send, "request body larger than max_body_bytes (or a bad Content-Length)")
             return
-        seen = 0
+        seen, overflowed, started, replaced = 0, False, False, False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, overflowed
+            if overflowed:
+                raise errors.BodyTooLarge(self.limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise errors.APIError(413, "request body larger than max_body_bytes",
-                                          limit={"max_body_bytes": self.limit})  # fmt: skip
+                    overflowed = True
+                    raise errors.BodyTooLarge(self.limit)
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the app's own answer to an overflow: dropped, ours was sent
+            if message["type"] == "http.response.start":
+                if overflowed and message["status"] != 413:
+                    replaced = True
+                    await self._refuse(scope, send, "request body larger than max_body_bytes")
+                    return
+                started = True
+            await send(message)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = {"error": {"message": "request body larger than max_body_bytes (or a bad Content-Length)",
-                          "limit": {"max_body_bytes": self.limit}}}  # fmt: skip
-        await JSONResponse(body, status_code=413)(scope, None, send)  # type: ignore[arg-type]
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception as error:
+            if errors.body_limit_error(error) is None or started or replaced:
+                raise
+            await self._refuse(scope, send, "request body larger than max_body_bytes")
+
+    async def _refuse(self, scope: Scope, send: Send, message: str) -> None:
+        # The id request_context gave this request, or (a Content-Length refusal never reaches it) the same rule.
+        request_id = (scope.get("state") or {}).get("request_id")
+        if request_id is None:
+            given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+            request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        body = {"error": {"message": message, "request_id": request_id, "limit": {"max_body_bytes": self.limit}}}
+        response = JSONResponse(body, status_code=413, headers={"X-Request-ID": request_id})
+        await response(scope, None, send)  # type: ignore[arg-type]
 
 
 def warm_up_refinement(registry, settings: Settings) -> None:  # noqa: ANN001
@@ -116,8 +146,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         start = time.perf_counter()
         try:
             response = await call_next(request)
-        except errors.APIError as error:  # raised by BodyLimit while the route reads the body
-            response = JSONResponse(errors.error_body(request, error.message, error.limit), status_code=error.status)
+        except Exception as error:  # BodyLimit's 413, raised while the route reads the body, perhaps in a group
+            found = error if isinstance(error, errors.APIError) else errors.body_limit_error(error)
+            if found is None:
+                raise
+            response = JSONResponse(errors.error_body(request, found.message, found.limit), status_code=found.status)
         route = request.scope.get("route")
         label = getattr(route, "path", "unmatched")
         metrics.requests.labels(label, request.method, str(response.status_code)).inc()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import lzma
+import struct
 import zipfile
+import zlib
 from typing import Annotated, Any
 
 import numpy as np
@@ -74,13 +77,39 @@ async def create_job(body: JobCreate, registry: RegistryDep, queue: QueueDep, se
     return _accepted(job)
 
 
+# What zipfile raises for a damaged entry: BadZipFile (bad CRC — also what a lying declared size ends in, since
+# reading stops at the declared size —, a local header that disagrees with the directory), zlib.error (a corrupt
+# deflate stream), lzma.LZMAError / struct.error (a garbage LZMA stream or its properties header), OSError (bz2's
+# "Invalid data stream"), EOFError (a stream that ends early), ValueError (offsets that point before the file's
+# start: "negative seek value"). On an in-memory archive all are the client's bytes, never our bug: 422.
+_CORRUPT_ENTRY = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error, OSError, EOFError, ValueError)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """One entry's bytes, or a 422 naming the entry and what is wrong with it."""
+    where = f"archive: {info.filename}"
+    if info.flag_bits & 0x1:  # zipfile would raise RuntimeError("... password required"): say so up front
+        raise APIError(422, f"{where}: encrypted entries are not supported; zip it without a password")
+    try:
+        with archive.open(info) as member:
+            return member.read(limit + 1)  # at most the declared size (≤ limit, checked above) — never past it
+    except NotImplementedError as error:  # Deflate64 (method 9) and the like; patched data, strong encryption
+        raise APIError(422, f"{where}: compression method {info.compress_type} or flags {info.flag_bits:#x} "
+                            f"not supported ({error}); zip it with stored or deflate") from None  # fmt: skip
+    except _CORRUPT_ENTRY as error:
+        raise APIError(422, f"{where}: corrupt zip entry ({error or type(error).__name__})") from None
+
+
 def _read_archive(data: bytes, model: LoadedModel, settings: Settings) -> np.ndarray:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX")]
         members.sort(key=lambda info: info.filename)
-    except zipfile.BadZipFile:
-        raise APIError(415, "archive: not a zip file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, struct.error, OSError, EOFError, ValueError,
+            NotImplementedError) as error:  # fmt: skip
+        # A damaged central directory can surface as any of these (a negative seek is ValueError; a garbled
+        # "version needed to extract" is NotImplementedError("zip file version 21.9")).
+        raise APIError(415, f"archive: not a zip file this server can read ({error})") from None
     if not members:
         raise APIError(422, "archive: holds no files")
     if len(members) > settings.max_job_images:
@@ -91,7 +120,8 @@ def _read_archive(data: bytes, model: LoadedModel, settings: Settings) -> np.nda
         if info.file_size > settings.max_image_bytes:  # checked before inflating: zip bombs stop here
             raise APIError(413, f"archive: {info.filename} inflates to {info.file_size} bytes > max_image_bytes",
                            limit={"max_image_bytes": settings.max_image_bytes})  # fmt: skip
-        images.append(decode_image(archive.read(info), model.bundle.manifest.image, f"archive: {info.filename}",
+        content = _read_member(archive, info, settings.max_image_bytes)
+        images.append(decode_image(content, model.bundle.manifest.image, f"archive: {info.filename}",
                                    settings.max_image_bytes, settings.max_image_pixels))  # fmt: skip
     return np.stack(images)
 
