@@ -4,7 +4,7 @@ the limit; the static ones live here."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -125,6 +125,10 @@ class OutpaintResponse(BaseModel):
     total_ms: float
 
 
+Metric = Literal["psnr", "ssim", "ms_ssim", "class_consistency", "latent_norm"]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
 class JobCreate(_Request):
     model: str | None = Field(None, pattern=MODEL_NAME)
     dataset: Literal["fashion-mnist", "emoji"] | None = Field(
@@ -132,9 +136,17 @@ class JobCreate(_Request):
     )
     split: Literal["test", "train"] = "test"
     n: int = Field(1000, ge=1, description="score the first n images of the split (the papers' protocol)")
-    metrics: list[Literal["psnr", "ssim", "ms_ssim", "class_consistency", "latent_norm"]] = ["psnr", "ssim"]
+    metrics: list[Metric] = ["psnr", "ssim"]
     refine_steps: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1, le=4096)
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metrics(cls, metrics: list[str]) -> list[str]:
+        # An empty list used to be queued and "complete" with an empty result: a job that scores nothing.
+        if not metrics:
+            raise ValueError(f"name at least one of {', '.join(METRICS)}")
+        return metrics
 
 
 class JobPublic(BaseModel):

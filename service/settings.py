@@ -5,12 +5,13 @@ read without a prefix. README.md lists them all (generated from this class: `pyt
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -56,8 +57,10 @@ class Settings(BaseSettings):
     )
 
     # Access (all off by default: a local research tool; turn on before exposing the port)
-    api_keys: list[str] = Field(
-        default=[], description="accepted keys (X-API-Key header or Authorization: Bearer); empty: no auth"
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="accepted keys (X-API-Key header or Authorization: Bearer), comma-separated or a JSON list, "
+        "each at least 16 characters; empty: no auth",
     )
     public_paths: list[str] = Field(
         default=["/healthz", "/readyz", "/metrics"], description="paths that need no key (probes, scrapers)"
@@ -82,14 +85,38 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(1, ge=1, description="jobs one worker runs at once")
     worker_metrics_port: int = Field(9101, ge=0, le=65535, description="worker's Prometheus port (0: off)")
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        # NoDecode: DFI_API_KEYS=k1,k2 (what operators write) used to die in pydantic-settings' JSON decoding with a
+        # traceback; a JSON list ('["k1", "k2"]') is still accepted. The keys themselves never enter a message.
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                keys = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("DFI_API_KEYS: not a valid JSON list; give keys comma-separated or as JSON") from None
+            if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+                raise ValueError("DFI_API_KEYS: a JSON value must be a list of strings")
+            return keys
+        return [key.strip() for key in text.split(",") if key.strip()]
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_api_keys(cls, keys: list[str]) -> list[str]:
+        short = sum(len(key) < 16 for key in keys)
+        if short:
+            raise ValueError(f"DFI_API_KEYS: each key must be at least 16 characters ({short} of {len(keys)} shorter)")
+        return keys
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.models is not None and self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in models {self.models}")
         if self.max_job_upload_bytes > self.max_body_bytes:
             raise ValueError("max_job_upload_bytes must not exceed max_body_bytes (the body limit applies first)")
-        if any(len(key) < 16 for key in self.api_keys):
-            raise ValueError("api_keys must be at least 16 characters each")
         if self.rate_limit is not None:
             from limits import parse
 

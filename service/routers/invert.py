@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from service.deps import MetricsDep, RegistryDep, SettingsDep
 from service.errors import APIError
@@ -38,11 +42,28 @@ _MULTIPART_DOC = {
 }
 
 
+@contextlib.asynccontextmanager
+async def _form(request: Request, max_files: int) -> AsyncIterator[FormData]:
+    """request.form, with python-multipart's "Too many files" (a 400 that named max_files, one more than the
+    setting) answered as the JSON route answers too many images: 413 naming max_images_per_request."""
+    try:
+        form = await request.form(max_files=max_files, max_fields=16)
+    except HTTPException as error:
+        if error.status_code == 400 and str(error.detail).startswith("Too many files"):
+            raise APIError(413, f"more than {max_files} images > max_images_per_request (DFI_MAX_IMAGES_PER_REQUEST)",
+                           limit={"max_images_per_request": max_files}) from None  # fmt: skip
+        raise
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
 async def _parse(request: Request, max_files: int) -> tuple[InvertRequest, list[bytes | str]]:
     content_type = request.headers.get("content-type", "")
     try:
         if content_type.startswith("multipart/form-data"):
-            async with request.form(max_files=max_files + 1, max_fields=16) as form:
+            async with _form(request, max_files) as form:
                 files = [await f.read() for f in form.getlist("images") if hasattr(f, "read")]
                 if not files:
                     raise APIError(422, "multipart request needs one or more 'images' file fields")

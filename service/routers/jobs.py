@@ -12,7 +12,7 @@ import zlib
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from saq import Job
@@ -128,7 +128,7 @@ def _read_archive(data: bytes, model: LoadedModel, settings: Settings) -> np.nda
 
 @router.post("/upload", status_code=202, response_model=JobPublic)
 async def create_upload_job(
-    registry: RegistryDep, queue: QueueDep, settings: SettingsDep, metrics: MetricsDep,
+    request: Request, registry: RegistryDep, queue: QueueDep, settings: SettingsDep, metrics: MetricsDep,
     archive: Annotated[UploadFile, File(description="a .zip of images (PNG, JPEG, ...)")],
     model: Annotated[str | None, Form()] = None,
     metrics_list: Annotated[str, Form(alias="metrics", description="comma-separated")] = "psnr,ssim",
@@ -139,11 +139,18 @@ async def create_upload_job(
     if len(data) > settings.max_job_upload_bytes:
         raise APIError(413, "archive larger than max_job_upload_bytes",
                        limit={"max_job_upload_bytes": settings.max_job_upload_bytes})  # fmt: skip
+    # FastAPI reads an empty form value as absent (so as the default metrics): an explicit `metrics=` is an empty
+    # list, refused like `{"metrics": []}` on POST /jobs rather than quietly scored with psnr, ssim.
+    if (await request.form()).get("metrics") == "":
+        metrics_list = ""
     try:
         body = JobCreate(model=model, metrics=[m.strip() for m in metrics_list.split(",") if m.strip()],
                          refine_steps=refine_steps, n=settings.max_job_images)  # fmt: skip
     except ValidationError as error:
-        raise APIError(422, f"invalid job: {error.errors()[0]['msg']}") from None
+        # Name the form field (e.g. "metrics: ...") as the JSON route's 422 does, not only pydantic's message.
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "request"
+        raise APIError(422, f"invalid job: {where}: {first['msg']}") from None
     loaded = registry.get(body.model)
     images = await asyncio.to_thread(_read_archive, data, loaded, settings)
     kwargs = _check(body, loaded, settings, uploaded=True)
