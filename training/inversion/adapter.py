@@ -134,6 +134,26 @@ class WithRange(nn.Module):
         return self.after(x) if self.after is not None else x
 
 
+RANGE_SAMPLES = 64  # images of the prior (seed RANGE_SEED) on which G's output range is measured
+RANGE_SEED = 0
+# Slack on the measured range: a tanh / sigmoid output is inside its range exactly, rounding adds a few ulps.
+RANGE_SLACK = 1e-4
+
+
+@torch.no_grad()
+def measure_range(
+    generator: nn.Module, latent: LatentContract, device: str | torch.device = "cpu"
+) -> tuple[tuple[float, float] | None, float, float]:
+    """G's value range told from RANGE_SAMPLES images of the prior: (the first of [0, 1], [-1, 1] that holds them
+    or None, measured min, measured max). Shared by the torch-code and ONNX adapters; each words its own error."""
+    images = generator(latent.sample(RANGE_SAMPLES, torch.Generator().manual_seed(RANGE_SEED)).to(device))
+    low, high = float(images.min()), float(images.max())
+    for span in ((0.0, 1.0), TARGET_RANGE):
+        if low >= span[0] - RANGE_SLACK and high <= span[1] + RANGE_SLACK:
+            return span, low, high
+    return None, low, high
+
+
 def pool_tap(h: torch.Tensor, size: int) -> torch.Tensor:
     """A 4-D tap average-pooled to size × size (sec. 4.7's R), flat [N, C·R·R]; other taps flattened as they are.
 

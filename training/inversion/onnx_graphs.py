@@ -45,6 +45,7 @@ from torch import nn
 
 from training.datasets.config import DataConfig
 from training.inversion.adapter import (
+    RANGE_SAMPLES,
     TARGET_RANGE,
     GANAdapter,
     GANSource,
@@ -52,6 +53,7 @@ from training.inversion.adapter import (
     LatentContract,
     RangeMap,
     WithRange,
+    measure_range,
     pool_tap,
 )
 from training.inversion.networks import FeatureExtractorConfig
@@ -59,10 +61,6 @@ from training.inversion.networks import FeatureExtractorConfig
 FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64",
                TensorProto.BFLOAT16: "bfloat16"}  # fmt: skip
 LINEAR_OPS = ("Gemm", "MatMul")
-RANGE_PROBE = 64  # z drawn from the prior (seed RANGE_SEED) to measure G's output range
-RANGE_SEED = 0
-# Slack on the measured range: a tanh / sigmoid output is inside its range exactly, rounding adds a few ulps.
-RANGE_SLACK = 1e-4
 LISTED = 50  # candidates named in an error message (a large D has hundreds)
 
 
@@ -381,17 +379,14 @@ def _batch_input(model: onnx.ModelProto, role: str, path: str, rank: int | None)
 
 
 def measure_value_range(generator: nn.Module, latent: LatentContract) -> tuple[tuple[float, float], list[float]]:
-    """G's output range judged on RANGE_PROBE images from the prior: within [0, 1] → (0, 1), within [-1, 1] →
-    (-1, 1), else ValueError asking for --value-range. Returns (range, [measured min, max])."""
-    with torch.no_grad():
-        x = generator(latent.sample(RANGE_PROBE, torch.Generator().manual_seed(RANGE_SEED)))
-    low, high = float(x.min()), float(x.max())
+    """G's output range judged on RANGE_SAMPLES images from the prior (`adapter.measure_range`): within [0, 1] →
+    (0, 1), within [-1, 1] → (-1, 1), else ValueError asking for --value-range. Returns (range, [min, max])."""
+    span, low, high = measure_range(generator, latent)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"G's output is not finite on z from the prior (min {low}, max {high})")
-    for candidate in ((0.0, 1.0), TARGET_RANGE):
-        if low >= candidate[0] - RANGE_SLACK and high <= candidate[1] + RANGE_SLACK:
-            return candidate, [low, high]
-    raise ValueError(f"G's outputs span [{low:.4g}, {high:.4g}] on {RANGE_PROBE} z from the prior, inside neither "
+    if span is not None:
+        return span, [low, high]
+    raise ValueError(f"G's outputs span [{low:.4g}, {high:.4g}] on {RANGE_SAMPLES} z from the prior, inside neither "
                      "[0, 1] nor [-1, 1]: give G's output range with --value-range LOW,HIGH")  # fmt: skip
 
 

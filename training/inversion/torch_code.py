@@ -51,14 +51,13 @@ from training.inversion.adapter import (
     LatentContract,
     RangeMap,
     WithRange,
+    measure_range,
     pool_tap,
 )
 from training.inversion.networks import FeatureExtractorConfig
 
 LATENT_ATTRIBUTES = ("nz", "z_dim", "latent_dim", "dim_z")  # the latent size's usual names in GAN code
 PROBE_BATCH = 2  # the probe forward of G and D (2, not 1: batch norm and squeeze-style code see a real batch)
-RANGE_SAMPLES = 64  # images of G's prior measured when no final Tanh / Sigmoid tells its range
-RANGE_TOLERANCE = 1e-4  # float slack on the measured range
 LISTED_NAMES = 40  # D's module names shown by an unknown-feature error
 FACTORY_SEED = 0  # the global RNG seed a factory runs under: an unweighted G rebuilds identically
 DEFAULT_POOL = FeatureExtractorConfig.pool_size  # R for 4-D taps: the zoo's default (InverterConfig.features)
@@ -507,11 +506,9 @@ def _value_range(probe: _Probe, latent: LatentContract, device: torch.device) ->
         for span, kind in (((-1.0, 1.0), nn.Tanh), ((0.0, 1.0), nn.Sigmoid)):
             if isinstance(probe.last_module, kind):
                 return span
-    images = probe.generator(latent.sample(RANGE_SAMPLES, torch.Generator().manual_seed(0)).to(device))
-    low, high = images.min().item(), images.max().item()
-    for span in ((0.0, 1.0), (-1.0, 1.0)):
-        if low >= span[0] - RANGE_TOLERANCE and high <= span[1] + RANGE_TOLERANCE:
-            return span
+    span, low, high = measure_range(probe.generator, latent, device)
+    if span is not None:
+        return span
     raise TorchCodeError(
         f"cannot tell G's value range: its last layer is no Tanh or Sigmoid and its images of the prior span "
         f"[{low:.4g}, {high:.4g}], within neither [0, 1] nor [-1, 1]; pass --value-range LOW,HIGH "
