@@ -106,10 +106,16 @@ class RunDir:
     @classmethod
     def of_checkpoint(cls, checkpoint: str | Path) -> RunDir:
         """The run folder holding `checkpoint` — RUN/checkpoints/step-NNNNNN.safetensors (GAN and cyclic runs)."""
-        checkpoint = Path(checkpoint)
-        if checkpoint.parent.name != CHECKPOINTS_DIR:
+        run = cls.holding(checkpoint)
+        if run is None:
             raise ValueError(f"{checkpoint} is not in a run folder's {CHECKPOINTS_DIR}/")
-        return cls(checkpoint.parent.parent)
+        return run
+
+    @classmethod
+    def holding(cls, checkpoint: str | Path) -> RunDir | None:
+        """`of_checkpoint`, or None for a checkpoint kept outside a run folder (e.g. `export gan-checkpoint --out`)."""
+        checkpoint = Path(checkpoint)
+        return cls(checkpoint.parent.parent) if checkpoint.parent.name == CHECKPOINTS_DIR else None
 
     @property
     def name(self) -> str:

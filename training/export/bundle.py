@@ -216,7 +216,8 @@ def build_bundle(
         runs.append(RunDir(classifier_checkpoint.parent))
     if isinstance(adapter, ZooAdapter):
         assert gan_checkpoint is not None and adapter.gan is not None
-        runs.insert(0, RunDir.of_checkpoint(gan_checkpoint))
+        gan_run = RunDir.holding(gan_checkpoint)  # a checkpoint outside a run folder records no command
+        runs[:0] = [gan_run] if gan_run is not None else []
         training = {"seeds": {"gan": adapter.gan.seed, "inverter": config.seed},
                     "checkpoints": [gan_checkpoint.name, inverter_checkpoint.name]}  # fmt: skip
         gan_config = read_metadata(gan_checkpoint)["config"]

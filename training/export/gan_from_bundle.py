@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from dfi_core.bundle import MANIFEST_NAME, load_bundle
 from training.core.checkpoint import save_checkpoint
 from training.core.config import config_from_dict, to_dict
-from training.core.runs import CHECKPOINTS_DIR, RunDir
+from training.core.runs import RunDir
 from training.gan.config import GANConfig
 from training.gan.model import build_gan
 
@@ -59,10 +59,10 @@ def gan_checkpoint_from_bundle(bundle: str | Path, out: str | Path) -> Path:
 def _write_training_command(bundle: Path, out: Path) -> None:
     """RUN/checkpoints/step-N.safetensors → RUN/command.txt with the GAN's original training command from the
     manifest, so that a bundle exported from the rebuilt checkpoint still records how its GAN was trained."""
-    if out.parent.name != CHECKPOINTS_DIR or not (bundle / MANIFEST_NAME).is_file():
+    run = RunDir.holding(out)
+    if run is None or not (bundle / MANIFEST_NAME).is_file():
         return
     commands = load_bundle(bundle, verify=False).manifest.training.commands
     gan_commands = [c for c in commands if c.startswith("python -m training train gan ")]
-    run = RunDir(out.parent.parent)
     if gan_commands and not run.command_path.exists():
         run.write_command(gan_commands[0])

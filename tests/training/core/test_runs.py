@@ -145,3 +145,10 @@ def test_start_run_refuses_a_folder_of_another_run_before_recording_the_command(
     assert isinstance(result.exception, ValueError) and "differs in steps" in str(result.exception)
     assert RunDir(folder).read_command() == first, "the refused command must not replace the recorded one"
     assert runner.invoke(app, ["--steps", "4"]).exit_code == 0  # the same run again is fine
+
+
+def test_holding_finds_a_run_folder_only_above_its_checkpoints_folder(tmp_path: Path) -> None:
+    assert RunDir.holding(tmp_path / "run" / "checkpoints" / "step-000010.safetensors") == RunDir(tmp_path / "run")
+    assert RunDir.holding(tmp_path / "loose" / "step-000010.safetensors") is None  # e.g. export gan-checkpoint --out
+    with pytest.raises(ValueError, match="not in a run folder's checkpoints/"):
+        RunDir.of_checkpoint(tmp_path / "loose" / "step-000010.safetensors")
