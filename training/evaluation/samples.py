@@ -67,7 +67,7 @@ INVERSION_METRICS = ("psnr", "ssim")  # the image metrics of the manifest (and o
 def score_inversion(
     inverter: torch.nn.Module,
     G: torch.nn.Module,
-    classifier: torch.nn.Module,
+    classifier: torch.nn.Module | None,
     data: Dataset,
     n: int = 1000,
     device: str | torch.device = "cpu",
@@ -79,6 +79,7 @@ def score_inversion(
     PSNR / SSIM (images in [0, 1], data_range 1), class-consistency (the classifier's label of G(ẑ) equals the
     true label) as summaries {"mean", "std", "n"}, and the domain FD between the reconstructions and the real
     images (classifier features). With refine_steps > 0 the same for ẑ refined by eq. 2 (key "refined").
+    classifier None (a user's GAN may come with none): PSNR / SSIM only, the same numbers.
     Returns the reconstructions too; `flat_inversion_scores` gives the manifest's schema."""
     from dfi_core.refinement import refine
 
@@ -88,8 +89,9 @@ def score_inversion(
     fake_features: dict[str, list[torch.Tensor]] = {"direct": [], "refined": []}
     for start in range(0, n, batch):
         index = torch.arange(start, min(start + batch, n))
-        x, labels = data.batch(index, device), data.label_batch(index, device)
-        real_features.append(classifier.features(x).cpu())
+        x = data.batch(index, device)
+        if classifier is not None:
+            real_features.append(classifier.features(x).cpu())
         z_hat = inverter(x)
         versions = {"direct": z_hat}
         if refine_steps:
@@ -99,15 +101,17 @@ def score_inversion(
             images = G(z)
             recon[key].append(images.cpu())
             scores[key].add_images(images, x)
-            scores[key].add_class_consistency(classifier(images), labels)
-            fake_features[key].append(classifier.features(images).cpu())
-    real = torch.cat(real_features).numpy()
+            if classifier is not None:
+                scores[key].add_class_consistency(classifier(images), data.label_batch(index, device))
+                fake_features[key].append(classifier.features(images).cpu())
     result: dict[str, Any] = {"n": n}
     for key in ("direct", "refined"):
-        if not fake_features[key]:
+        if not recon[key]:
             continue
         summary: dict[str, Any] = scores[key].summary()
-        summary["fd"] = frechet_distance_of_features(real, torch.cat(fake_features[key]).numpy())
+        if classifier is not None:
+            summary["fd"] = frechet_distance_of_features(torch.cat(real_features).numpy(),
+                                                         torch.cat(fake_features[key]).numpy())  # fmt: skip
         if key == "direct":
             result.update(summary)
         else:

@@ -28,9 +28,7 @@ from training.classifiers.classifier import load_classifier
 from training.core.checkpoint import read_metadata
 from training.core.config import config_from_dict
 from training.core.runs import RunDir
-from training.datasets import Dataset
-from training.evaluation.samples import INVERSION_METRICS, flat_inversion_scores, score_inversion
-from training.evaluation.scoring import Scores
+from training.evaluation.samples import flat_inversion_scores, score_inversion
 from training.export.onnx import _fold_parametrizations, check_parity, export_bundle
 from training.export.shared_weights import share_bundle_weights
 from training.inversion.adapter import GANAdapter, ZooAdapter
@@ -65,31 +63,6 @@ def _round(values: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def score_images_only(
-    inverter: nn.Module, G: nn.Module, data: Dataset, n: int = 1000, refine_steps: int = 0, batch: int = 250
-) -> dict[str, Any]:
-    """`score_inversion` without a classifier (a user's GAN may come with none): PSNR / SSIM of DFI and, with
-    refine_steps > 0, of DFI^opt (eq. 2, Adam) on the first n test images, in the same schema, on the same scoring
-    core (`Scores`, `dfi_core.metrics`) and with the same batches, so its numbers equal score_inversion's."""
-    from dfi_core.refinement import refine
-
-    n = min(n, len(data))
-    scores = {"direct": Scores(INVERSION_METRICS), "refined": Scores(INVERSION_METRICS)}
-    for start in range(0, n, batch):
-        x = data.batch(torch.arange(start, min(start + batch, n)))
-        z_hat = inverter(x)
-        versions = {"direct": z_hat}
-        if refine_steps:
-            with torch.enable_grad():
-                versions["refined"], _ = refine(G, x, z_hat, steps=refine_steps, method="adam")
-        for key, z in versions.items():
-            scores[key].add_images(G(z), x)
-    result: dict[str, Any] = {"n": n, **scores["direct"].summary()}
-    if refine_steps:
-        result["refined"] = {"steps": refine_steps, "method": "adam", **scores["refined"].summary()}
-    return result
-
-
 def measure(
     inverter: nn.Module,
     adapter: GANAdapter,
@@ -101,11 +74,8 @@ def measure(
     """The manifest's `metrics` (all but the ONNX parity): DFI and DFI^opt on the first n test images of the
     adapter's data set, through the adapter's G; class-consistency and FD only with a classifier."""
     test = load_adapter_split(adapter, "test")
-    if classifier is not None:
-        scores = score_inversion(inverter, adapter.generator, classifier, test, n=n, refine_steps=refine_steps)
-        scores.pop("reconstructions")
-    else:
-        scores = score_images_only(inverter, adapter.generator, test, n=n, refine_steps=refine_steps)
+    scores = score_inversion(inverter, adapter.generator, classifier, test, n=n, refine_steps=refine_steps)
+    scores.pop("reconstructions")
     scores = flat_inversion_scores(scores)  # the manifest's schema: psnr, psnr_std, ssim, ssim_std, ...
     judged = "no classifier was given: class_consistency and fd are not measured; "
     if classifier is not None:
