@@ -214,7 +214,7 @@ def bundle_parity(bundle_dir: str | Path, n: int = 64, batch_sizes: tuple[int, .
     """ONNX Runtime vs torch for a bundle, with torch modules rebuilt from the bundle's own files: the inverter from
     inverter.safetensors and G from generator.safetensors — or, for a user's GAN (no `refinement` block), from the
     source its inverter's config names (the user's code or graphs must be where they were at training)."""
-    from training.export.onnx import load_refinement_generator
+    from dfi_core.refinement import load_refinement_generator
 
     bundle = load_bundle(bundle_dir)
     inverter_path = bundle.path(INVERTER_FILE)

@@ -19,9 +19,9 @@ Any GAN (`training.inversion.adapter.GANAdapter`): the graphs are traced from th
 already in the [-1, +1] image range — and the shapes and latent prior come from its image and latent contracts.
 ONNX cannot give gradients, so for torch-side latent refinement (the paper's DFI^opt) a zoo generator
 (`dfi_core.generator.Generator`) also gets `generator.safetensors` (its state_dict and config JSON) and the
-manifest's `refinement` block; `load_refinement_generator` rebuilds G from that file alone. A user's G is of an
-architecture `dfi_core` does not know, so its bundle has neither: whoever refines converts generator.onnx with
-onnx2torch (`dfi_core.refinement.load_bundle_generator`).
+manifest's `refinement` block; `dfi_core.refinement.load_refinement_generator` rebuilds G from that file alone.
+A user's G is of an architecture `dfi_core` does not know, so its bundle has neither: whoever refines converts
+generator.onnx with onnx2torch (`dfi_core.refinement.load_bundle_generator`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ from dfi_core.bundle import (
     load_bundle,
     write_manifest,
 )
-from dfi_core.refinement import load_refinement_generator
 from training.gan.networks import Generator
 from training.inversion.adapter import ImageContract, LatentContract
 from training.inversion.networks import ConnectionNetwork
@@ -403,6 +402,5 @@ __all__ = [
     "export_bundle",
     "export_graph",
     "latent_prior",
-    "load_refinement_generator",
     "save_refinement_generator",
 ]

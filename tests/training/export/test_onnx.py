@@ -12,13 +12,13 @@ from torch.nn.utils import parametrize
 
 from dfi_core.bundle import GRAPH_CONTRACT, BundleError, load_bundle
 from dfi_core.onnx_graph import OnnxGraph
+from dfi_core.refinement import load_refinement_generator
 from training.export.onnx import (
     FusedInverter,
     _exportable_adaptive_pool,
     check_parity,
     export_bundle,
     export_graph,
-    load_refinement_generator,
 )
 from training.gan.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from training.inversion.networks import (
