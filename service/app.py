@@ -25,6 +25,7 @@ from service.queue import JobQueue
 from service.registry import load_registry
 from service.routers import edit, health, invert, jobs, models, outpaint, page
 from service.settings import Settings, get_settings
+from service.store import ResultStore
 
 log = logging.getLogger("service")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -39,29 +40,32 @@ class BodyLimit:
     route answers alike, with `request_id` and `X-Request-ID`.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, routes: dict[str, tuple[int, str]] | None = None) -> None:
+        # routes: path → (limit, setting) for the routes with their own limit (the streamed job upload).
+        self.app, self.default, self.routes = app, (limit, "max_body_bytes"), routes or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.routes.get(scope.get("path", ""), self.default)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, send, "request body larger than max_body_bytes (or a bad Content-Length)")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, send, f"request body larger than {setting} (or a bad Content-Length)",
+                               limit, setting)  # fmt: skip
             return
         seen, overflowed, started, replaced = 0, False, False, False
 
         async def limited() -> Message:
             nonlocal seen, overflowed
             if overflowed:
-                raise errors.BodyTooLarge(self.limit)
+                raise errors.BodyTooLarge(limit, setting)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     overflowed = True
-                    raise errors.BodyTooLarge(self.limit)
+                    raise errors.BodyTooLarge(limit, setting)
             return message
 
         async def guarded(message: Message) -> None:
@@ -71,7 +75,7 @@ class BodyLimit:
             if message["type"] == "http.response.start":
                 if overflowed and message["status"] != 413:
                     replaced = True
-                    await self._refuse(scope, send, "request body larger than max_body_bytes")
+                    await self._refuse(scope, send, f"request body larger than {setting}", limit, setting)
                     return
                 started = True
             await send(message)
@@ -81,15 +85,15 @@ class BodyLimit:
         except Exception as error:
             if errors.body_limit_error(error) is None or started or replaced:
                 raise
-            await self._refuse(scope, send, "request body larger than max_body_bytes")
+            await self._refuse(scope, send, f"request body larger than {setting}", limit, setting)
 
-    async def _refuse(self, scope: Scope, send: Send, message: str) -> None:
+    async def _refuse(self, scope: Scope, send: Send, message: str, limit: int, setting: str) -> None:
         # The id request_context gave this request, or (a Content-Length refusal never reaches it) the same rule.
         request_id = (scope.get("state") or {}).get("request_id")
         if request_id is None:
             given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
             request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
-        body = {"error": {"message": message, "request_id": request_id, "limit": {"max_body_bytes": self.limit}}}
+        body = {"error": {"message": message, "request_id": request_id, "limit": {setting: limit}}}
         response = JSONResponse(body, status_code=413, headers={"X-Request-ID": request_id})
         await response(scope, None, send)  # type: ignore[arg-type]
 
@@ -135,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.store = ResultStore(settings.results_dir)
     app.state.metrics = metrics
     errors.install(app)
     security.install(app, settings)  # inside request_context below: 401/403/429 still get ids and are counted
@@ -162,5 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(page.router)  # GET / : the web page (service/static/)
     page.mount_static(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # The job upload streams to the result store with its own, larger limit (counted while streaming, too).
+    upload_limit = {"/jobs/upload": (settings.max_job_upload_bytes, "max_job_upload_bytes")}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, routes=upload_limit)
     return app

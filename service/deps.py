@@ -10,6 +10,7 @@ from service.metrics import ApiMetrics
 from service.queue import JobQueue
 from service.registry import ModelRegistry
 from service.settings import Settings
+from service.store import ResultStore
 
 
 def _settings(request: Request) -> Settings:
@@ -28,7 +29,12 @@ def _queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
+def _store(request: Request) -> ResultStore:
+    return request.app.state.store
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 MetricsDep = Annotated[ApiMetrics, Depends(_metrics)]
 QueueDep = Annotated[JobQueue, Depends(_queue)]
+StoreDep = Annotated[ResultStore, Depends(_store)]

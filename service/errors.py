@@ -26,8 +26,8 @@ class APIError(Exception):
 class BodyTooLarge(APIError):
     """Raised by app.BodyLimit from `receive` once a streamed (chunked) body passes max_body_bytes."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "request body larger than max_body_bytes", limit={"max_body_bytes": limit})
+    def __init__(self, limit: int, setting: str = "max_body_bytes") -> None:
+        super().__init__(413, f"request body larger than {setting}", limit={setting: limit})
 
 
 def body_limit_error(error: BaseException | None) -> BodyTooLarge | None:

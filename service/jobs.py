@@ -1,89 +1,52 @@
-"""The metric job (ICLR paper's reconstruction metric): invert n unseen images with the bundle's DFI, optionally
-refine (DFI^opt), regenerate, and score — PSNR, SSIM, class-consistency. Runs in the worker.
+"""The worker's two SAQ functions: `chunk_job` computes one chunk of a job (service.chunks) into the result store,
+`merge_job` merges a job's chunk files into its result once every chunk is done.
 
-Deterministic by construction (the first n images of the split, no random draws; refinement starts from ẑ), so a
-job retried after its worker died computes the same result as the first attempt would have.
+Crash safety: a chunk writes its file atomically and only then reports done, so a worker SIGKILLed mid-chunk
+leaves nothing but a re-queued chunk (SAQ's sweep) — the rework is that one chunk. A chunk whose file exists is
+not recomputed (an attempt that died after writing but before finishing), and SAQ never re-runs a finished one.
+Errors that no retry can fix — the result store full or unwritable, no usable image, a bundle that cannot refine —
+fail the whole job at once with their message; anything else is retried (DFI_JOB_RETRIES attempts) and fails the
+job on the last attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import numpy as np
 from saq import Job
 
-from dfi_core.datasets import load_split
-from dfi_core.metrics import IMAGE_METRICS, class_consistency, latent_norm, score_images, summarize
-from dfi_core.preprocessing import to_model_range
+from dfi_core.refinement import RefinementUnavailable
+from service.chunks import JobSpec, NoUsableImages, merge_invert, merge_metrics, run_chunk
 from service.metrics import WorkerMetrics
-from service.registry import LoadedModel, ModelRegistry
+from service.queue import MERGE_FUNCTION, JobQueue, merge_key
+from service.registry import ModelRegistry
+from service.settings import Settings
+from service.sources import DecodeLimits, open_source
+from service.store import ResultStore, StoreError
 
 log = logging.getLogger("service.worker")
-
-
-def encode_images(images: np.ndarray, labels: np.ndarray | None) -> str:
-    """[N, H, W, C] uint8 (+ labels) → base64 .npz: how the API hands uploaded images to the worker."""
-    buffer = io.BytesIO()
-    arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
-    np.savez_compressed(buffer, **arrays)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def decode_images(text: str) -> tuple[np.ndarray, np.ndarray | None]:
-    with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as stored:
-        return stored["images"], (stored["labels"] if "labels" in stored.files else None)
-
-
-def _inputs(model: LoadedModel, request: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
-    if request.get("images_npz"):
-        images, labels = decode_images(request["images_npz"])
-        return images[: request["n"]], None if labels is None else labels[: request["n"]], "upload"
-    data = load_split(request["dataset"], request["split"])
-    n = min(request["n"], len(data.images))
-    return data.images[:n], data.labels[:n], f"{data.name}/{data.split} ({data.source})"
-
-
-def score_chunk(model: LoadedModel, images: np.ndarray, labels: np.ndarray | None, request: dict[str, Any],
-                torch_threads: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per-image metric values for one chunk (runs in a thread: ONNX Runtime and torch release the GIL)."""
-    x = to_model_range(images)
-    z = model.graphs["invert"](x)
-    if request["refine_steps"]:
-        from service.refinement import refine_latents
-
-        # The same G as the API's (dfi_core.refinement.load_bundle_generator): a bundle that cannot refine fails the
-        # job with RefinementUnavailable's reason (e.g. the op onnx2torch cannot convert) as its error line.
-        z = refine_latents(model.refinement_generator().module, x, z, request["refine_steps"], torch_threads)
-    recon = model.graphs["generator"](z)
-    asked = request["metrics"]
-    out = score_images(recon, x, [metric for metric in asked if metric in IMAGE_METRICS])  # the shared table
-    # The two metrics of other inputs: the judge's labels of the reconstructions (uploads carry no true labels,
-    # reported as unavailable by the job), and the latents.
-    if "class_consistency" in asked and labels is not None:
-        out["class_consistency"] = class_consistency(model.graphs["classifier"](recon), labels)
-    if "latent_norm" in asked:
-        out["latent_norm"] = latent_norm(z)
-    return {metric: out[metric] for metric in asked if metric in out}  # the order asked, as the job reports it
+FATAL = (StoreError, NoUsableImages, RefinementUnavailable)
 
 
 @contextlib.asynccontextmanager
-async def heartbeat(job: Job, interval_s: float) -> AsyncIterator[None]:
-    """Touch the job every `interval_s` while the body runs. SAQ sweeps an active job whose last touch is older
-    than its heartbeat as dead; progress updates alone leave gaps (start-up, torch import, a long refinement
-    chunk) in which a live worker's job would be swept and re-run."""
+async def heartbeat(job: Job, interval_s: float, progress: Callable[[], float]) -> AsyncIterator[None]:
+    """Touch the job (with its progress) every `interval_s` while the body runs. SAQ sweeps an active job whose
+    last touch is older than its heartbeat as dead; the chunk computes in a thread, so the beat is what tells other
+    workers this one is alive (start-up, torch import, a long refinement batch)."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(interval_s)
             with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                await asyncio.shield(job.update())  # see _update_progress: never cancel a Redis call midway
+                # Shielded: a cancel (DELETE /jobs/{id}) that lands inside the Redis call left the task hanging in
+                # redis-py and the job stuck in "aborting"; shielded, the update finishes and the cancel proceeds.
+                await asyncio.shield(job.update(progress=round(progress(), 4)))
 
     task = asyncio.create_task(beat())
     try:
@@ -94,56 +57,90 @@ async def heartbeat(job: Job, interval_s: float) -> AsyncIterator[None]:
             await task
 
 
-async def metric_job(ctx: dict[str, Any], **request: Any) -> dict[str, Any]:
-    job = ctx["job"]
-    async with heartbeat(job, max(0.5, job.heartbeat / 3)):
-        return await _metric_job(ctx, job, request)
+def _decode_limits(settings: Settings) -> DecodeLimits:
+    return DecodeLimits(settings.max_image_bytes, settings.max_image_pixels)
 
 
-async def _metric_job(ctx: dict[str, Any], job: Job, request: dict[str, Any]) -> dict[str, Any]:
-    registry: ModelRegistry = ctx["registry"]
+async def _fail_job(ctx: dict[str, Any], job_id: str, message: str) -> None:
+    log.warning("job %s failed: %s", job_id, message)
+    await ctx["jobs"].finish(job_id, "failed", {"error": message})
+    ctx["store"].set_expiry(job_id, time.time() + ctx["settings"].job_result_ttl_s)
+
+
+async def chunk_job(ctx: dict[str, Any], *, job_id: str, index: int, start: int, stop: int, model: str,
+                    source: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    job: Job = ctx["job"]
+    jobs: JobQueue = ctx["jobs"]
     metrics: WorkerMetrics = ctx["metrics"]
-    started = time.monotonic()
-    outcome = "failed"
+    keys = jobs.keys(job_id)
+    record = await jobs.record(job_id)
+    if record.get("status", "missing") != "queued":  # cancelled, failed (another chunk's verdict) or expired
+        return {"skipped": record.get("status", "missing")}
+    size = stop - start
+    rows = [0]
+    started, outcome = time.monotonic(), "failed"
     try:
-        model = registry.get(request["model"])
-        images, labels, source = await asyncio.to_thread(_inputs, model, request)
-        n, batch = len(images), request["batch_size"]
-        values: dict[str, list[np.ndarray]] = {}
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            part_labels = None if labels is None else labels[start:stop]
-            part = await asyncio.to_thread(score_chunk, model, images[start:stop], part_labels, request,
-                                           ctx.get("torch_threads"))  # fmt: skip
-            for key, array in part.items():
-                values.setdefault(key, []).append(array)
-            metrics.images.inc(stop - start)
-            # Each update also touches the job: the heartbeat that tells other workers this one is alive. Shielded: a
-            # cancel (DELETE /jobs/{id}) that lands inside the Redis call left the job task hanging in redis-py, and
-            # the job stuck in "aborting"; shielded, the update finishes in the background and the cancel proceeds.
-            await asyncio.shield(job.update(progress=stop / n, meta={**job.meta, "done": stop, "total": n}))
-        result = {
-            "model": model.name,
-            "n": n,
-            "source": source,
-            "method": "dfi_opt" if request["refine_steps"] else "dfi",
-            "metrics": {key: summarize(np.concatenate(parts)) for key, parts in values.items()},
-            "settings": {
-                "refine_steps": request["refine_steps"], "refine_method": "adam" if request["refine_steps"] else None,
-                "refine_source": model.refinement_generator().source if request["refine_steps"] else None,
-                "value_range": [0, 1], "data_range": 1.0, "ssim": "torchmetrics (gaussian 11×11, σ 1.5)",
-                "images": "first n of the split", "worker": str(ctx["worker"].id),
-                "providers": {g: s.provider for g, s in model.graphs.items()},
-            },
-            "seconds": round(time.monotonic() - started, 3),
-        }  # fmt: skip
-        if "class_consistency" in request["metrics"] and labels is None:
-            result["unavailable"] = {"class_consistency": "uploaded images carry no labels"}
+        async with heartbeat(job, max(0.5, job.heartbeat / 3), lambda: rows[0] / max(size, 1)):
+            await jobs.redis.hincrby(keys.record, "runs", 1)
+            registry: ModelRegistry = ctx["registry"]
+            settings: Settings = ctx["settings"]
+            loaded = registry.get(model)
+            folder = ctx["store"].folder(job_id)
+            job_spec = JobSpec.from_dict(spec)
+
+            def work() -> bool:
+                opened = open_source(source, folder, loaded.bundle.manifest.image, _decode_limits(settings))
+                return run_chunk(folder, index, (start, stop), opened, loaded, job_spec, ctx.get("torch_threads"),
+                                 lambda k: rows.__setitem__(0, rows[0] + k))  # fmt: skip
+
+            computed = await asyncio.to_thread(work)
+        metrics.images.inc(size if computed else 0)
+        worker = str(ctx["worker"].id)
+        async with jobs.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(keys.done, index).sadd(keys.workers, worker).scard(keys.done)
+            *_, finished = await pipe.execute()
+        if finished >= int(record["chunks"]):
+            # Every chunk is written: the merge, once (the key is the job's; SAQ refuses a second enqueue).
+            await jobs.queue.enqueue(jobs._saq_job(MERGE_FUNCTION, merge_key(job_id), {"job_id": job_id}))
         outcome = "complete"
-        return result
+        return {"index": index, "images": size, "computed": computed, "worker": worker}
     except asyncio.CancelledError:
         outcome = "cancelled"
+        raise
+    except FATAL as error:
+        await _fail_job(ctx, job_id, f"chunk {index}: {getattr(error, 'reason', None) or error}")
+        return {"index": index, "failed": str(error)}
+    except Exception as error:
+        if job.attempts >= job.retries:  # the last attempt: the job fails with this chunk's reason
+            await _fail_job(ctx, job_id, f"chunk {index}: {type(error).__name__}: {error}")
         raise
     finally:
         metrics.jobs.labels(outcome).inc()
         metrics.job_seconds.labels(outcome).observe(time.monotonic() - started)
+
+
+async def merge_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
+    jobs: JobQueue = ctx["jobs"]
+    store: ResultStore = ctx["store"]
+    record = await jobs.record(job_id)
+    if record.get("status") != "queued":
+        return {"skipped": record.get("status", "missing")}
+    folder = store.folder(job_id)
+    settings: Settings = ctx["settings"]
+    try:
+        plan = folder.read_json(folder.plan)
+        if plan["spec"]["kind"] == "invert":
+            result = await asyncio.to_thread(merge_invert, folder, plan)
+            result["download"] = f"/jobs/{job_id}/result"
+        else:
+            labelled = plan["source"]["type"] == "split"
+            description = (f"{plan['source']['dataset']}/{plan['source']['split']}" if labelled
+                           else f"upload ({plan['count']} files)")  # fmt: skip
+            result = await asyncio.to_thread(merge_metrics, folder, plan, description, float(record["created"]),
+                                             labelled)  # fmt: skip
+    except FATAL as error:
+        await _fail_job(ctx, job_id, str(error))
+        return {"failed": str(error)}
+    await jobs.finish(job_id, "complete", {"result": json.dumps(result)})
+    store.set_expiry(job_id, time.time() + settings.job_result_ttl_s)
+    return {"merged": len(plan["chunks"])}

@@ -1,5 +1,11 @@
-"""The metric-job queue: SAQ on Redis (heartbeats, retries with backoff, progress, result TTL — no hand-written
-queue). The API enqueues and reads jobs; `python -m service.worker` runs them.
+"""The job queue: SAQ on Redis (heartbeats, retries with backoff, progress, result TTL — no hand-written queue).
+
+A job (`invert` or `metrics`) is a plan of chunks (service.chunks); each chunk is its own SAQ job, so any worker
+takes any chunk and N workers run one job at once; the last chunk to finish enqueues the merge (one more SAQ job,
+its key derived from the job's, so it is enqueued once however many chunks see the end). Redis holds metadata
+only — the job record (a hash: request, plan size, status, the small JSON result), the set of finished chunks and
+the set of workers that ran them; images, chunk files and results live in the result store (service.store).
+The API enqueues and reads jobs; `python -m service.worker` runs them.
 
 Redis being down never takes the API down: job routes answer 503 naming the Redis URL, `/readyz` reports it and
 /invert, /edit, /outpaint keep serving.
@@ -9,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import uuid
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +31,8 @@ from service.errors import APIError
 from service.settings import Settings
 
 log = logging.getLogger("service")
-JOB_FUNCTION = "metric_job"
+CHUNK_FUNCTION = "dfi_chunk"
+MERGE_FUNCTION = "dfi_merge"
 REDIS_TIMEOUT_S = 2.0
 
 
@@ -92,6 +100,29 @@ def make_queue(settings: Settings) -> Queue:
     return SweepSafeRedisQueue(client, name=settings.queue_name)
 
 
+TERMINAL = (Status.COMPLETE, Status.FAILED, Status.ABORTED)
+
+
+def chunk_key(job_id: str, index: int) -> str:
+    return f"{job_id}-c{index:05d}"
+
+
+def merge_key(job_id: str) -> str:
+    return f"{job_id}-merge"
+
+
+class JobKeys:
+    """The Redis keys of one job's metadata (prefixed by the queue name: several services can share a Redis)."""
+
+    def __init__(self, queue_name: str, job_id: str) -> None:
+        base = f"dfi:{queue_name}:job:{job_id}"
+        self.record, self.done, self.workers = base, f"{base}:done", f"{base}:workers"
+
+
+def error_line(text: str | None) -> str | None:
+    return (text or "").strip().splitlines()[-1] if text else None
+
+
 class JobQueue:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -104,6 +135,13 @@ class JobQueue:
         if self.queue is None:
             raise self._unavailable("no REDIS_URL configured")
         return self.queue
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._require().redis  # type: ignore[attr-defined]
+
+    def keys(self, job_id: str) -> JobKeys:
+        return JobKeys(self.settings.queue_name, job_id)
 
     async def connect(self) -> None:
         """Best effort: a Redis that is down at start-up must not stop the API (it is retried per request)."""
@@ -129,45 +167,132 @@ class JobQueue:
         except (RedisError, OSError, TimeoutError) as error:
             return False, f"redis at {redacted(self.settings.redis_url)} unreachable ({type(error).__name__})"
 
-    async def _call(self, coroutine: Any) -> Any:
+    async def require_up(self) -> None:
+        """503 now rather than after a client has streamed a large upload."""
+        self._require()
+        up, why = await self.ping()
+        if not up:
+            raise self._unavailable(why)
+
+    async def _call(self, coroutine: Any, timeout: float = REDIS_TIMEOUT_S * 2) -> Any:
         try:
-            return await asyncio.wait_for(coroutine, REDIS_TIMEOUT_S * 2)
+            return await asyncio.wait_for(coroutine, timeout)
         except (RedisError, OSError, TimeoutError) as error:
             raise self._unavailable(f"redis at {redacted(self.settings.redis_url)} unreachable "
                                     f"({type(error).__name__})") from None  # fmt: skip
 
-    async def submit(self, kwargs: dict[str, Any]) -> Job:
-        queue = self._require()
+    def _saq_job(self, function: str, key: str, kwargs: dict[str, Any]) -> Job:
         s = self.settings
-        job = Job(
-            function=JOB_FUNCTION,
-            kwargs=kwargs,
-            key=uuid.uuid4().hex,
-            timeout=s.job_timeout_s,
-            heartbeat=s.job_heartbeat_s,
-            retries=s.job_retries,
-            retry_delay=1.0,
-            retry_backoff=True,
-            ttl=s.job_result_ttl_s,
-        )
-        enqueued = await self._call(queue.enqueue(job))
-        if enqueued is None:  # SAQ returns None for a duplicate key; a fresh uuid4 never is one
-            raise APIError(409, f"job {job.key} already exists")
-        return enqueued
+        return Job(function=function, kwargs=kwargs, key=key, timeout=s.job_timeout_s, heartbeat=s.job_heartbeat_s,
+                   retries=s.job_retries, retry_delay=1.0, retry_backoff=True, ttl=s.job_result_ttl_s)  # fmt: skip
 
-    async def get(self, job_id: str) -> Job:
+    async def submit(self, job_id: str, plan: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        """Record the job and enqueue one SAQ job per chunk of `plan` (service.chunks.make_plan)."""
         queue = self._require()
-        job = await self._call(queue.job(job_id))
-        if job is None:
-            raise APIError(404, f"no job {job_id[:64]!r} (finished jobs are kept {self.settings.job_result_ttl_s} s)",
-                           limit={"job_result_ttl_s": self.settings.job_result_ttl_s})  # fmt: skip
-        return job
+        keys = self.keys(job_id)
+        record = {"kind": plan["spec"]["kind"], "model": plan["model"], "request": json.dumps(request),
+                  "chunks": len(plan["chunks"]), "count": plan["count"], "status": "queued",
+                  "created": time.time(), "runs": 0}  # fmt: skip
+        common = {"job_id": job_id, "model": plan["model"], "source": plan["source"], "spec": plan["spec"]}
+        jobs = [self._saq_job(CHUNK_FUNCTION, chunk_key(job_id, i), {**common, "index": i, "start": a, "stop": b})
+                for i, (a, b) in enumerate(plan["chunks"])]  # fmt: skip
 
-    async def cancel(self, job_id: str) -> Job:
-        job = await self.get(job_id)
-        if job.status in (Status.COMPLETE, Status.FAILED, Status.ABORTED):
-            raise APIError(409, f"job {job_id} already finished with status {job.status.value}")
-        await self._call(job.abort("cancelled by the user"))
+        async def enqueue_all() -> None:
+            await queue.redis.hset(keys.record, mapping=record)  # type: ignore[attr-defined]
+            for job in jobs:
+                await queue.enqueue(job)
+
+        await self._call(enqueue_all(), REDIS_TIMEOUT_S * 2 + 0.05 * len(jobs))
+        return await self.get(job_id)
+
+    async def record(self, job_id: str) -> dict[str, str]:
+        raw = await self._call(self.redis.hgetall(self.keys(job_id).record))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def _chunks(self, job_id: str, count: int) -> list[Job | None]:
+        queue = self._require()
+        ids = [queue.job_id(chunk_key(job_id, i)) for i in range(count)] + [queue.job_id(merge_key(job_id))]
+        payloads = await self._call(self.redis.mget(ids))
+        return [queue.deserialize(p) if p else None for p in payloads]
+
+    def _missing(self, job_id: str, expired: float | None) -> APIError:
+        ttl = self.settings.job_result_ttl_s
+        if expired is not None:
+            return APIError(410, f"job {job_id} expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(expired))} "
+                                 f"UTC (finished jobs are kept job_result_ttl_s = {ttl} s)",
+                            limit={"job_result_ttl_s": ttl})  # fmt: skip
+        return APIError(404, f"no job {job_id[:64]!r} (finished jobs are kept {ttl} s)",
+                        limit={"job_result_ttl_s": ttl})  # fmt: skip
+
+    async def get(self, job_id: str, expired: float | None = None) -> dict[str, Any]:
+        """The job as clients see it: status and progress aggregated over its chunks."""
+        record = await self.record(job_id)
+        if not record:
+            raise self._missing(job_id, expired)
+        total = int(record["chunks"])
+        *chunks, merge = await self._chunks(job_id, total)
+        workers = sorted(w.decode() for w in await self._call(self.redis.smembers(self.keys(job_id).workers)))
+        done = sum(1 for c in chunks if c is not None and c.status == Status.COMPLETE)
+        running = sum(1 for c in chunks if c is not None and c.status in (Status.ACTIVE, Status.ABORTING))
+        failed = [(i, c) for i, c in enumerate(chunks) if c is not None and c.status in (Status.FAILED, Status.ABORTED)]
+        status, error = record["status"], record.get("error")
+        if status == "cancelled":
+            status = "aborting" if running else "aborted"
+        elif status == "queued":  # neither finished nor failed by a worker's verdict: what the chunks say
+            if failed:
+                index, chunk = failed[0]
+                status, error = "failed", f"chunk {index}: {error_line(chunk.error)}"
+            elif merge is not None and merge.status in (Status.FAILED, Status.ABORTED):
+                status, error = "failed", f"merge: {error_line(merge.error)}"
+            elif running or done or (merge is not None and merge.status == Status.ACTIVE):
+                status = "active"
+        if record["status"] == "complete":
+            progress = 1.0
+        else:
+            partial = sum(c.progress for c in chunks if c is not None and c.status in (Status.ACTIVE,))
+            progress = min(1.0, (done + partial) / max(total, 1))
+        started = [c.started for c in chunks if c is not None and c.started]
+        result = json.loads(record["result"]) if record.get("result") else None
+        return {
+            "id": job_id,
+            "kind": record["kind"],
+            "status": status,
+            "progress": round(progress, 4),
+            "model": record["model"],
+            "created": float(record["created"]),
+            "started": min(started) / 1000 if started else None,
+            "completed": float(record["completed"]) if record.get("completed") else None,
+            "attempts": max((c.attempts for c in chunks if c is not None), default=0),
+            "chunks": {"total": total, "done": done, "running": running, "failed": len(failed)},
+            "chunk_runs": int(record.get("runs", 0)),
+            "workers": workers,
+            "result": result,
+            "error": error,
+            "request": json.loads(record["request"]),
+        }
+
+    async def finish(self, job_id: str, status: str, fields: dict[str, Any]) -> None:
+        """Mark the job finished (complete / failed / cancelled) and start its TTL."""
+        keys, ttl = self.keys(job_id), self.settings.job_result_ttl_s
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.record, mapping={**fields, "status": status, "completed": time.time()})
+                for key in (keys.record, keys.done, keys.workers):
+                    pipe.expire(key, ttl)
+                await pipe.execute()
+
+        await self._call(write())
+
+    async def cancel(self, job_id: str, expired: float | None = None) -> dict[str, Any]:
+        job = await self.get(job_id, expired)
+        if job["status"] in ("complete", "failed", "aborted", "aborting"):
+            raise APIError(409, f"job {job_id} already finished with status {job['status']}")
+        await self.finish(job_id, "cancelled", {"error": "cancelled by the user"})
+        queue = self._require()
+        for chunk in await self._chunks(job_id, job["chunks"]["total"]):
+            if chunk is not None and chunk.status not in TERMINAL:
+                await self._call(queue.abort(chunk, "cancelled by the user"))
         return await self.get(job_id)
 
     async def counts(self) -> dict[str, int]:

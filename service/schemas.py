@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dfi_core.bundle import DIRECTION_NAME_PATTERN
 
@@ -130,15 +130,19 @@ METRICS: tuple[str, ...] = get_args(Metric)
 
 
 class JobCreate(_Request):
+    kind: Literal["metrics", "invert"] = Field(
+        "metrics", description="metrics: score DFI (the ICLR metric); invert: return the latents of every image"
+    )
     model: str | None = Field(None, pattern=MODEL_NAME)
     dataset: Literal["fashion-mnist", "emoji"] | None = Field(
-        None, description="score this data set's split (default: the bundle's own data set)"
+        None, description="this data set's split (default: the bundle's own data set)"
     )
     split: Literal["test", "train"] = "test"
-    n: int = Field(1000, ge=1, description="score the first n images of the split (the papers' protocol)")
-    metrics: list[Metric] = ["psnr", "ssim"]
+    n: int = Field(1000, ge=1, description="the first n images of the split (the papers' protocol)")
+    metrics: list[Metric] = Field(["psnr", "ssim"], description="kind metrics only")
     refine_steps: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1, le=4096)
+    return_reconstructions: bool = Field(False, description="kind invert only: also G(z) as uint8 images")
 
     @field_validator("metrics")
     @classmethod
@@ -148,17 +152,37 @@ class JobCreate(_Request):
             raise ValueError(f"name at least one of {', '.join(METRICS)}")
         return metrics
 
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> JobCreate:
+        # Refused, not ignored: a client that sends metrics with an invert job expects scores it would not get.
+        if self.kind == "invert" and "metrics" in self.model_fields_set:
+            raise ValueError("metrics apply to kind 'metrics' only; an invert job returns latents")
+        if self.kind == "metrics" and self.return_reconstructions:
+            raise ValueError("return_reconstructions applies to kind 'invert' only")
+        return self
+
+
+class ChunkCounts(BaseModel):
+    total: int
+    done: int
+    running: int
+    failed: int
+
 
 class JobPublic(BaseModel):
     id: str
-    status: str
-    progress: float
+    kind: str = "metrics"
+    status: str = Field(description="queued, active, complete, failed, aborting or aborted")
+    progress: float = Field(description="0–1, aggregated over chunks")
     model: str | None = None
     created: float | None = None
     started: float | None = None
     completed: float | None = None
-    attempts: int = 0
-    result: dict[str, Any] | None = None
+    attempts: int = Field(0, description="the most attempts any chunk took (1: none re-run)")
+    chunks: ChunkCounts
+    chunk_runs: int = Field(0, description="chunk computations started (> chunks.total: re-runs after a lost worker)")
+    workers: list[str] = Field([], description="the workers that finished its chunks")
+    result: dict[str, Any] | None = Field(None, description="metrics: the scores; invert: a summary and `download`")
     error: str | None = None
     request: dict[str, Any] = {}
 

@@ -51,9 +51,12 @@ class Settings(BaseSettings):
     max_refine_steps: int = Field(200, ge=0, description="refinement steps per request")
     max_interpolation_steps: int = Field(64, ge=2, description="frames of one interpolation")
     max_strength: float = Field(10.0, gt=0, description="largest absolute strength of one edit direction")
-    max_job_images: int = Field(10_000, ge=1, description="images one metric job may score")
+    max_job_images: int = Field(100_000, ge=1, description="images (n, or archive members) of one job")
     max_job_upload_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="largest uploaded job archive (≤ max_body_bytes)"
+        2 * 1024**3, ge=1024, description="largest uploaded job archive (its own limit: streamed to the result store)"
+    )
+    max_job_expanded_bytes: int = Field(
+        8 * 1024**3, ge=1024, description="largest total an archive may inflate to (zip declared sizes, tar.gz)"
     )
 
     # Access (all off by default: a local research tool; turn on before exposing the port)
@@ -77,6 +80,13 @@ class Settings(BaseSettings):
         description="Redis for the job queue; unset → `scripts/run.sh` starts an embedded one",
     )
     queue_name: str = Field("dfi-metrics", description="SAQ queue (Redis key prefix) shared by API and workers")
+    results_dir: Path = Field(
+        Path("runs/results"), description="result store: uploads, chunk files and results (shared by API and workers)"
+    )
+    job_chunk_images: int = Field(
+        1000, ge=1, description="images per chunk of a job (refinement shrinks it: ×10/(10+steps)); one SAQ job each"
+    )
+    store_sweep_s: int = Field(600, ge=1, description="how often a worker removes expired jobs from the result store")
     job_timeout_s: int = Field(3600, ge=1, description="a job running longer is failed")
     job_heartbeat_s: int = Field(30, ge=1, description="a job silent this long is swept and retried")
     job_retries: int = Field(3, ge=1, description="attempts before a job is failed")
@@ -115,8 +125,6 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.models is not None and self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in models {self.models}")
-        if self.max_job_upload_bytes > self.max_body_bytes:
-            raise ValueError("max_job_upload_bytes must not exceed max_body_bytes (the body limit applies first)")
         if self.rate_limit is not None:
             from limits import parse
 

@@ -1,9 +1,11 @@
-"""`python -m service.worker`: a SAQ worker that runs metric jobs from the Redis queue.
+"""`python -m service.worker`: a SAQ worker that runs job chunks (and merges) from the Redis queue. Start as many
+as you like, on as many machines as share the Redis and the result store (DFI_RESULTS_DIR): each takes any chunk.
 
-Crash safety comes from SAQ: a job's heartbeat is refreshed at every progress update; when a worker dies (even
-SIGKILL) its job goes silent, another worker's sweep (every DFI_WORKER_SWEEP_S) finds it stuck and re-queues it
-(up to DFI_JOB_RETRIES attempts, with backoff). SIGTERM stops taking jobs, lets the running one finish within
-the grace period, then re-queues it.
+Crash safety comes from SAQ: a chunk's heartbeat is refreshed every few seconds while it runs; when a worker dies
+(even SIGKILL) its chunk goes silent, another worker's sweep (every DFI_WORKER_SWEEP_S) finds it stuck and
+re-queues it (up to DFI_JOB_RETRIES attempts, with backoff). SIGTERM stops taking chunks, lets the running one
+finish within the grace period, then re-queues it. Every DFI_STORE_SWEEP_S the worker also removes expired jobs
+from the result store.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 from prometheus_client import start_http_server
 from saq import Worker
 
-from service.jobs import metric_job
+from service.jobs import chunk_job, merge_job
 from service.metrics import ApiMetrics, WorkerMetrics
-from service.queue import JOB_FUNCTION, make_queue, redacted
+from service.queue import CHUNK_FUNCTION, MERGE_FUNCTION, JobQueue, redacted
 from service.registry import load_registry
 from service.settings import Settings, get_settings
+from service.store import ResultStore
 
 log = logging.getLogger("service.worker")
 SHUTDOWN_GRACE_S = 30
@@ -30,21 +33,39 @@ def build_worker(settings: Settings) -> Worker:
     if not settings.redis_url:
         raise SystemExit("worker: REDIS_URL is not set (scripts/run.sh starts an embedded Redis and sets it)")
     metrics = WorkerMetrics()
+    jobs = JobQueue(settings)  # the worker's own SAQ queue: job records and merges go through the same client
+    store = ResultStore(settings.results_dir)
+
+    async def sweep_store() -> None:
+        while True:
+            try:
+                removed = await asyncio.to_thread(store.sweep)
+                if removed:
+                    log.info("result store: removed %d expired job(s)", len(removed))
+            except OSError as error:  # a store that is briefly unreachable: try again next time
+                log.warning("result store sweep failed: %s", error)
+            await asyncio.sleep(settings.store_sweep_s)
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["registry"] = load_registry(settings, ApiMetrics())
-        ctx["metrics"] = metrics
-        ctx["torch_threads"] = settings.torch_threads
+        ctx.update(metrics=metrics, jobs=jobs, store=store, settings=settings, torch_threads=settings.torch_threads)
+        ctx["store_sweeper"] = asyncio.create_task(sweep_store())
         if settings.worker_metrics_port:
             start_http_server(settings.worker_metrics_port, registry=metrics.registry)
-        log.info("worker %s on %s: models %s", ctx["worker"].id, redacted(settings.redis_url),
-                 sorted(ctx["registry"].models))  # fmt: skip
+        log.info("worker %s on %s: models %s, results in %s", ctx["worker"].id, redacted(settings.redis_url),
+                 sorted(ctx["registry"].models), settings.results_dir)  # fmt: skip
 
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "store_sweeper" in ctx:
+            ctx["store_sweeper"].cancel()
+
+    assert jobs.queue is not None
     return Worker(
-        make_queue(settings),
-        functions=[(JOB_FUNCTION, metric_job)],
+        jobs.queue,
+        functions=[(CHUNK_FUNCTION, chunk_job), (MERGE_FUNCTION, merge_job)],
         concurrency=settings.worker_concurrency,
         startup=startup,
+        shutdown=shutdown,
         timers={"sweep": settings.worker_sweep_s},
         shutdown_grace_period_s=SHUTDOWN_GRACE_S,
         id=f"{os.uname().nodename}-{os.getpid()}",

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,8 +66,10 @@ def fashion_test():
 
 
 def make_settings(redis_url: str | None, **overrides) -> Settings:
+    # Each settings object gets its own result store (API and the workers started with it share it).
+    results = Path(tempfile.mkdtemp(prefix="dfi-results-"))
     values = {"models_dir": MODELS, "redis_url": redis_url, "queue_name": f"test-{uuid.uuid4().hex[:8]}",
-              "worker_metrics_port": 0, **overrides}  # fmt: skip
+              "worker_metrics_port": 0, "results_dir": results, **overrides}  # fmt: skip
     return Settings(**values)
 
 
@@ -85,6 +88,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DFI_")}
     env.update({"REDIS_URL": settings.redis_url or "", "DFI_MODELS_DIR": str(settings.models_dir),
                 "DFI_QUEUE_NAME": settings.queue_name, "DFI_WORKER_METRICS_PORT": "0",
+                "DFI_RESULTS_DIR": str(settings.results_dir), "DFI_JOB_CHUNK_IMAGES": str(settings.job_chunk_images),
+                "DFI_JOB_RETRIES": str(settings.job_retries),
                 "DFI_JOB_HEARTBEAT_S": str(settings.job_heartbeat_s),
                 "DFI_WORKER_SWEEP_S": str(settings.worker_sweep_s),
                 "DFI_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", **extra})  # fmt: skip
