@@ -189,7 +189,7 @@ def merge_invert(folder: JobFolder, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_metrics(folder: JobFolder, plan: dict[str, Any], description: str, started: float | None = None,
-                  labelled: bool = True) -> dict[str, Any]:  # fmt: skip
+                  labelled: bool = True, settings: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The metric job's JSON result (the same keys as before chunking), from every chunk's per-image values."""
     merged = _merged(folder, plan)
     if len(merged["names"]) == 0:
@@ -206,7 +206,7 @@ def merge_metrics(folder: JobFolder, plan: dict[str, Any], description: str, sta
             "refine_steps": spec.refine_steps, "refine_method": "adam" if spec.refine_steps else None,
             "value_range": [0, 1], "data_range": 1.0, "ssim": "torchmetrics (gaussian 11×11, σ 1.5)",
             "images": "first n of the split" if plan["source"]["type"] == "split" else "every image of the upload",
-            "chunks": len(plan["chunks"]), "batch_size": spec.batch_size,
+            "chunks": len(plan["chunks"]), "batch_size": spec.batch_size, **(settings or {}),
         },  # fmt: skip
     }
     if started is not None:

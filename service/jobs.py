@@ -136,8 +136,12 @@ async def merge_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
             labelled = plan["source"]["type"] == "split"
             description = (f"{plan['source']['dataset']}/{plan['source']['split']}" if labelled
                            else f"upload ({plan['count']} files)")  # fmt: skip
+            loaded = ctx["registry"].get(plan["model"])
+            refine = plan["spec"]["refine_steps"] > 0
+            extra = {"refine_source": loaded.refinement_generator().source if refine else None,
+                     "providers": {g: s.provider for g, s in loaded.graphs.items()}}  # fmt: skip
             result = await asyncio.to_thread(merge_metrics, folder, plan, description, float(record["created"]),
-                                             labelled)  # fmt: skip
+                                             labelled, extra)  # fmt: skip
     except FATAL as error:
         await _fail_job(ctx, job_id, str(error))
         return {"failed": str(error)}

@@ -294,30 +294,35 @@ def _inspect_tar(path: Path, limits: ArchiveLimits) -> dict[str, Any]:
     return {"format": "tar", "members": [list(m) for m in members], "skipped": sorted(skipped)}
 
 
-def inspect_archive(received: Path, folder: JobFolder, limits: ArchiveLimits) -> dict[str, Any]:
-    """Check an uploaded file (zip, tar, tar.gz/.bz2/.xz), move it into the job folder and write members.json.
-    Returns the index; raises APIError (4xx) for an archive that is refused as a whole."""
+def inspect_archive(received: Path, folder: JobFolder, limits: ArchiveLimits, keep: bool = False) -> dict[str, Any]:
+    """Check an archive (zip, tar, tar.gz/.bz2/.xz) and write the job folder's members.json. An upload (keep
+    False) is moved into the folder; the offline twin's input (keep True) is read where it lies, except that a
+    compressed tar is inflated into the folder either way. Raises APIError (4xx) for an archive refused whole."""
     with received.open("rb") as handle:
         head = handle.read(8)
     if zipfile.is_zipfile(received):
         index = _inspect_zip(received, limits)
-        final = folder.upload(".zip")
-        received.replace(final)
+        final = received.resolve() if keep else folder.upload(".zip")
+        if not keep:
+            received.replace(final)
     else:
         opener = next((open_ for magic, open_ in _COMPRESSED_TAR.items() if head.startswith(magic)), None)
-        final = folder.upload(".tar")
+        final = folder.upload(".tar") if opener is not None or not keep else received.resolve()
         if opener is not None:
             _inflate_tar(received, opener, final, limits)
-            received.unlink()
-        else:
+            if not keep:
+                received.unlink()
+        elif not keep:
             received.replace(final)
         if not tarfile.is_tarfile(final):
-            final.unlink()
+            if final.parent == folder.root:
+                final.unlink()
             raise APIError(415, "archive: neither a zip nor a tar file (plain, .gz, .bz2 or .xz)")
         index = _inspect_tar(final, limits)
     if not index["members"]:
         skipped = f" ({len(index['skipped'])} links or devices skipped)" if index["skipped"] else ""
         raise APIError(422, f"archive: holds no files{skipped}")
-    index["archive"] = final.name
+    # Relative inside the folder (a shared volume mounts at different paths on API and workers), else absolute.
+    index["archive"] = final.name if final.parent == folder.root else str(final)
     folder.write_json(folder.members, index)
     return index

@@ -162,7 +162,7 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 
 def test_job_validation(client: TestClient) -> None:
-    assert client.post("/jobs", json={"n": 10**9}).json()["error"]["limit"] == {"max_job_images": 10_000}
+    assert client.post("/jobs", json={"n": 10**9}).json()["error"]["limit"] == {"max_job_images": 100_000}
     wrong = client.post("/jobs", json={"model": "fashion-mnist", "dataset": "emoji"})
     assert wrong.status_code == 422 and "trained on fashion-mnist" in wrong.json()["error"]["message"]
     assert client.get("/jobs/" + "0" * 32).status_code == 404

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from dfi_core.refinement import UnsupportedOpError  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.jobs import score_chunk  # noqa: E402
+from service.chunks import JobSpec, compute_chunk  # noqa: E402
 from service.metrics import ApiMetrics  # noqa: E402
 from service.registry import load_model  # noqa: E402
 from tests.dfi_core.test_refinement import add_unsupported_op, copy_without_safetensors  # noqa: E402
@@ -80,14 +80,16 @@ def test_an_unconvertible_op_answers_400_naming_it_while_plain_inversion_works(
 
 
 def test_the_worker_scores_with_the_onnx2torch_g_and_names_the_unconvertible_op(models_dir: Path, fashion_test):
+    from service.sources import Batch
+
     settings = make_settings(None, models_dir=models_dir, default_model=PLAIN)
-    request = {"refine_steps": 10, "metrics": ["psnr"]}
-    images = fashion_test.images[:4]
+    refine, plain_spec = JobSpec("metrics", 10, 250, ("psnr",)), JobSpec("metrics", 0, 250, ("psnr",))
+    batch = Batch([str(i) for i in range(4)], fashion_test.images[:4], None)
     plain = load_model(models_dir / PLAIN, settings, ApiMetrics())
-    refined = score_chunk(plain, images, None, request)["psnr"]
-    base = score_chunk(plain, images, None, {**request, "refine_steps": 0})["psnr"]
+    refined = compute_chunk(plain, batch, refine)["metric.psnr"]
+    base = compute_chunk(plain, batch, plain_spec)["metric.psnr"]
     assert refined.mean() > base.mean()
     shrink = load_model(models_dir / SHRINK, settings, ApiMetrics())
     with pytest.raises(UnsupportedOpError, match=r"Shrink \(opset 17\)"):
-        score_chunk(shrink, images, None, request)
-    np.testing.assert_allclose(score_chunk(shrink, images, None, {**request, "refine_steps": 0})["psnr"], base)
+        compute_chunk(shrink, batch, refine)
+    np.testing.assert_allclose(compute_chunk(shrink, batch, plain_spec)["metric.psnr"], base)

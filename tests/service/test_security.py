@@ -70,9 +70,24 @@ def test_cors_is_off_by_default_and_on_when_configured(redis_url: str) -> None:
         assert response.headers["access-control-allow-origin"] == "https://example.org"
 
 
-def test_upload_limit_cannot_exceed_the_body_limit() -> None:
-    with pytest.raises(ValidationError, match="max_job_upload_bytes"):
-        make_settings(None, max_body_bytes=2048, max_job_upload_bytes=4096)
+def test_the_upload_limit_is_its_own_and_may_exceed_the_body_limit(redis_url: str, fashion_test) -> None:
+    # Issue 18: uploads stream into the result store, so max_job_upload_bytes is no longer capped by max_body_bytes.
+    import io
+    import zipfile
+
+    from tests.service.conftest import png_bytes
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:  # stored, not deflated: well over the 2 KiB body limit
+        for i in range(8):
+            archive.writestr(f"{i}.png", png_bytes(fashion_test.images[i]))
+    body = buffer.getvalue()
+    assert len(body) > 2048
+    settings = make_settings(redis_url, max_body_bytes=2048, max_job_upload_bytes=len(body) + 1024)
+    with TestClient(create_app(settings)) as client:
+        files = {"archive": ("a.zip", body, "application/zip")}
+        assert client.post("/jobs/upload", files=files).status_code == 202
+        assert client.post("/invert", content=body, headers={"content-type": "application/json"}).status_code == 413
 
 
 def test_the_page_loads_without_a_key_but_its_api_calls_need_one(keyed: TestClient) -> None:
