@@ -200,14 +200,20 @@ def merge_metrics(folder: JobFolder, plan: dict[str, Any], description: str, sta
         "n": int(len(merged["names"])),
         "source": description,
         "method": "dfi_opt" if spec.refine_steps else "dfi",
-        "metrics": {name: summarize(merged[METRIC_PREFIX + name]) for name in spec.metrics
-                    if METRIC_PREFIX + name in merged},  # fmt: skip
+        "metrics": {
+            name: summarize(merged[METRIC_PREFIX + name]) for name in spec.metrics if METRIC_PREFIX + name in merged
+        },
         "settings": {
-            "refine_steps": spec.refine_steps, "refine_method": "adam" if spec.refine_steps else None,
-            "value_range": [0, 1], "data_range": 1.0, "ssim": "torchmetrics (gaussian 11×11, σ 1.5)",
+            "refine_steps": spec.refine_steps,
+            "refine_method": "adam" if spec.refine_steps else None,
+            "value_range": [0, 1],
+            "data_range": 1.0,
+            "ssim": "torchmetrics (gaussian 11×11, σ 1.5)",
             "images": "first n of the split" if plan["source"]["type"] == "split" else "every image of the upload",
-            "chunks": len(plan["chunks"]), "batch_size": spec.batch_size, **(settings or {}),
-        },  # fmt: skip
+            "chunks": len(plan["chunks"]),
+            "batch_size": spec.batch_size,
+            **(settings or {}),
+        },
     }
     if started is not None:
         result["seconds"] = round(time.time() - started, 3)
