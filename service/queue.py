@@ -234,8 +234,10 @@ class JobQueue:
         workers = sorted(w.decode() for w in await self._call(self.redis.smembers(self.keys(job_id).workers)))
         done = sum(1 for c in chunks if c is not None and c.status == Status.COMPLETE)
         running = sum(1 for c in chunks if c is not None and c.status in (Status.ACTIVE, Status.ABORTING))
-        failed = [(i, c) for i, c in enumerate(chunks) if c is not None and c.status in (Status.FAILED, Status.ABORTED)]
         status, error = record["status"], record.get("error")
+        # A chunk aborted by the user's cancel is cancelled, not failed; aborted otherwise, SAQ's sweep gave up on it.
+        lost = (Status.FAILED,) if status == "cancelled" else (Status.FAILED, Status.ABORTED)
+        failed = [(i, c) for i, c in enumerate(chunks) if c is not None and c.status in lost]
         if status == "cancelled":
             status = "aborting" if running else "aborted"
         elif status == "queued":  # neither finished nor failed by a worker's verdict: what the chunks say
