@@ -117,6 +117,27 @@ for name, svc in services.items():
         if svc.get("env_file"):
             problems.append(f"{name}: env_file is not allowed (its variable names cannot be checked here)")
 
+# Issue 18: the API writes uploads and every worker reads them and writes chunks, so all of them must mount the
+# same named volume at the DFI_RESULTS_DIR they are given (a per-container store would lose other workers' chunks).
+def results_mount(svc: dict) -> tuple[str | None, str | None]:
+    env = svc.get("environment") or {}
+    env = env if isinstance(env, dict) else dict(str(e).split("=", 1) for e in env if "=" in str(e))
+    where = env.get("DFI_RESULTS_DIR")
+    for vol in svc.get("volumes") or []:
+        text = interpolate(vol) if isinstance(vol, str) else f"{vol.get('source')}:{vol.get('target')}"
+        parts = text.split(":")
+        if len(parts) >= 2 and parts[1] == where and not parts[0].startswith((".", "/", "~")):
+            return where, parts[0]
+    return where, None
+
+
+mounts = {name: results_mount(services[name] or {}) for name in ("api", "worker", "api-gpu") if name in services}
+for name, (where, volume) in mounts.items():
+    if where is None or volume is None:
+        problems.append(f"{name}: needs DFI_RESULTS_DIR and a named volume mounted there (the shared result store)")
+if len({volume for _, volume in mounts.values()}) > 1:
+    problems.append(f"api and workers mount different result volumes: {mounts}")
+
 redis = services.get("redis") or {}
 command = redis.get("command")
 tokens = command.split() if isinstance(command, str) else [str(t) for t in command or []]
