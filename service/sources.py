@@ -194,7 +194,7 @@ def unsafe_name(name: str) -> str | None:
     text = name.replace("\\", "/")
     if "\x00" in text:
         return "holds a NUL character"
-    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+    if text.startswith("/") or (len(text) > 1 and text[0].isalpha() and text[1] == ":"):  # a Windows drive
         return "is an absolute path"
     if ".." in PurePosixPath(text).parts:
         return "climbs out of the archive with '..'"
@@ -281,9 +281,10 @@ def _inspect_tar(path: Path, limits: ArchiveLimits) -> dict[str, Any]:
                 if not info.isreg():
                     _check_names([info.name])
                     skipped.append((info.name, "not a regular file (a link or device): skipped"))
+                    _check_count(len(members) + len(skipped), limits)  # every entry costs a line in members.json
                     continue
                 members.append((info.name, info.offset_data, info.size))
-                _check_count(len(members), limits)
+                _check_count(len(members) + len(skipped), limits)
     except tarfile.TarError as error:
         raise APIError(415, f"archive: not a tar file this server can read ({error})") from None
     _check_names([name for name, _, _ in members])
@@ -294,19 +295,29 @@ def _inspect_tar(path: Path, limits: ArchiveLimits) -> dict[str, Any]:
     return {"format": "tar", "members": [list(m) for m in members], "skipped": sorted(skipped)}
 
 
+def _plain_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path, "r:"):
+            return True
+    except tarfile.TarError:
+        return False
+
+
 def inspect_archive(received: Path, folder: JobFolder, limits: ArchiveLimits, keep: bool = False) -> dict[str, Any]:
     """Check an archive (zip, tar, tar.gz/.bz2/.xz) and write the job folder's members.json. An upload (keep
     False) is moved into the folder; the offline twin's input (keep True) is read where it lies, except that a
     compressed tar is inflated into the folder either way. Raises APIError (4xx) for an archive refused whole."""
     with received.open("rb") as handle:
         head = handle.read(8)
-    if zipfile.is_zipfile(received):
+    opener = next((open_ for magic, open_ in _COMPRESSED_TAR.items() if head.startswith(magic)), None)
+    # A zip is found by its directory at the file's *end*: a plain tar whose last member is a zip (or whose last
+    # 64 KiB hold the signature by chance) would pass for that zip, so a tar's own header, at the start, goes first.
+    if opener is None and not _plain_tar(received) and zipfile.is_zipfile(received):
         index = _inspect_zip(received, limits)
         final = received.resolve() if keep else folder.upload(".zip")
         if not keep:
             received.replace(final)
     else:
-        opener = next((open_ for magic, open_ in _COMPRESSED_TAR.items() if head.startswith(magic)), None)
         final = folder.upload(".tar") if opener is not None or not keep else received.resolve()
         if opener is not None:
             _inflate_tar(received, opener, final, limits)

@@ -19,6 +19,7 @@ become `StoreError` with a message naming the store, which fails the job with th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -85,7 +86,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # ENOTDIR again when the parent is a file: keep the first error
+            temporary.unlink(missing_ok=True)
         raise store_error(error, path) or error from None
 
 
@@ -144,7 +146,8 @@ class ResultStore:
         self.root = root
 
     def folder(self, job_id: str) -> JobFolder:
-        if not job_id or "/" in job_id or job_id.startswith("."):  # ids are hex uuids: never a path
+        # ids are hex uuids: never a path, never the tombstones' folder
+        if not job_id or "/" in job_id or job_id.startswith(".") or job_id == "expired":
             raise ValueError(f"bad job id {job_id[:40]!r}")
         return JobFolder(self.root / job_id)
 
@@ -192,12 +195,20 @@ class ResultStore:
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being written, or not ours: leave it
             if expires <= now:
-                write_atomic(self._tombstone(path.name), str(now).encode())
+                stone = self._tombstone(path.name)
+                try:
+                    write_atomic(stone, str(now).encode())
+                    os.utime(stone, (now, now))  # its age is measured on the same clock as `now` (below)
+                except (StoreError, OSError):
+                    pass  # a full store is when removing matters most: the job then answers 404, not 410
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path.name)
         stones = self.root / "expired"
         if stones.is_dir():
             for stone in stones.iterdir():
-                if stone.stat().st_mtime + tombstone_ttl_s <= now:
-                    stone.unlink(missing_ok=True)
+                try:
+                    if stone.stat().st_mtime + tombstone_ttl_s <= now:
+                        stone.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    continue  # another worker's sweep removed it between iterdir and stat
         return removed

@@ -1,5 +1,5 @@
-// The DFI page: invert → latent → edit / interpolate / outpaint, and metric jobs. Plain DOM, no framework.
-import { api, apiKey, setApiKey } from "./api.js";
+// The DFI page: invert → latent → edit / interpolate / outpaint, and jobs (metrics or latents). Plain DOM.
+import { ApiError, api, apiKey, setApiKey } from "./api.js";
 import { npyFloat32 } from "./npy.js";
 
 const $ = (id) => document.getElementById(id);
@@ -439,6 +439,92 @@ function renderJobMetrics() {
   $("job-metrics-note").textContent = judged ? "" : `(${state.model.name} has no classifier graph)`;
 }
 
+// An invert job has no metrics to choose; it may also return G(z) of every image.
+function renderJobKind() {
+  const invert = $("job-kind").value === "invert";
+  $("job-metrics").hidden = invert;
+  $("job-recon-option").hidden = !invert;
+}
+
+function formatBytes(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["kB", "MB", "GB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function renderChunks(job) {
+  const chunks = job.chunks;
+  const box = $("job-chunks");
+  if (!chunks) {
+    box.textContent = "";
+    return;
+  }
+  const parts = [`chunks ${chunks.done}/${chunks.total} done`, `${chunks.running} running`];
+  if (chunks.failed) parts.push(`${chunks.failed} failed`);
+  if (job.chunk_runs > chunks.total) parts.push(`${job.chunk_runs - chunks.total} re-run(s)`);
+  const workers = job.workers || [];
+  parts.push(`workers: ${workers.length ? workers.join(", ") : "none yet"}`);
+  box.textContent = parts.join(" · ");
+}
+
+function hideDownload() {
+  const link = $("job-download");
+  link.hidden = true;
+  link.removeAttribute("href");
+  link.removeAttribute("download");
+  link.textContent = "";
+}
+
+// A complete job's result: the .npz of an invert job (streamed by the service), the JSON of a metric job.
+function showDownload(job) {
+  const link = $("job-download");
+  const invert = job.kind === "invert";
+  link.href = (invert && job.result.download) || `/jobs/${job.id}/result`;
+  link.download = `dfi-${job.id}.${invert ? "npz" : "json"}`;
+  link.textContent = invert
+    ? `Download latents (.npz${job.result.bytes === undefined ? "" : `, ${formatBytes(job.result.bytes)}`})`
+    : "Download result (.json)";
+  link.hidden = false;
+}
+
+// Without an API key the link is an ordinary download (the browser streams it to disk). A link cannot send the
+// X-API-Key header, so with a key the result is fetched with it and saved from a blob URL instead.
+async function downloadResult(event) {
+  if (!apiKey()) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  const path = link.getAttribute("href");
+  const errorBox = $("job-error");
+  try {
+    let response;
+    try {
+      response = await fetch(path, { headers: { "x-api-key": apiKey() } });
+    } catch (error) {
+      throw new ApiError("GET", path, 0, `network error (${error.message}); is the service running?`);
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      let message = text.slice(0, 300) || response.statusText || "no body";
+      try {
+        message = JSON.parse(text).error.message || message;
+      } catch {
+        // not the service's JSON error: keep the text
+      }
+      throw new ApiError("GET", path, response.status, message, { requestId: response.headers.get("x-request-id") });
+    }
+    download(link.download, await response.blob());
+    clearError(errorBox);
+  } catch (error) {
+    showError(errorBox, error);
+  }
+}
+
 function renderJob(job) {
   const progress = $("job-progress");
   progress.value = job.progress;
@@ -446,40 +532,59 @@ function renderJob(job) {
   const tries = job.attempts > 1 ? ` · attempt ${job.attempts}` : "";
   $("job-status").textContent = `job ${job.id}: ${job.status} · ${percent}${tries}`;
   $("job-cancel").disabled = FINISHED.has(job.status);
+  renderChunks(job);
   if (job.status === "complete" && job.result) {
-    const rows = Object.entries(job.result.metrics).map(([name, m]) => {
-      const row = document.createElement("tr");
-      row.dataset.metric = name;
-      for (const text of [name, `${m.mean.toFixed(4)} ± ${m.std.toFixed(4)}`, String(m.n)]) {
-        row.append(Object.assign(document.createElement("td"), { textContent: text }));
-      }
-      return row;
-    });
-    $("job-table").querySelector("tbody").replaceChildren(...rows);
-    $("job-table").hidden = false;
-    const seconds = job.result.seconds === undefined ? "" : ` in ${job.result.seconds} s`;
-    $("job-status").textContent += ` · ${job.result.method} on ${job.result.n} images${seconds}`;
+    if (job.kind === "invert") {
+      const r = job.result;
+      const skipped = r.skipped ? ` · ${r.skipped} skipped` : "";
+      $("job-status").textContent += ` · ${r.n} latents, z [${(r.z_shape || []).join(", ")}]${skipped}`;
+    } else {
+      const rows = Object.entries(job.result.metrics).map(([name, m]) => {
+        const row = document.createElement("tr");
+        row.dataset.metric = name;
+        for (const text of [name, `${m.mean.toFixed(4)} ± ${m.std.toFixed(4)}`, String(m.n)]) {
+          row.append(Object.assign(document.createElement("td"), { textContent: text }));
+        }
+        return row;
+      });
+      $("job-table").querySelector("tbody").replaceChildren(...rows);
+      $("job-table").hidden = false;
+      const seconds = job.result.seconds === undefined ? "" : ` in ${job.result.seconds} s`;
+      $("job-status").textContent += ` · ${job.result.method} on ${job.result.n} images${seconds}`;
+    }
+    showDownload(job);
+  } else {
+    hideDownload();
   }
   if (job.status === "failed" || job.status === "aborted") {
     showError($("job-error"), new Error(`job ${job.status}: ${job.error || "no error message"}`));
   }
 }
 
+function jobBody() {
+  const body = {
+    model: state.model.name,
+    kind: $("job-kind").value,
+    n: Number($("job-n").value),
+    refine_steps: Number($("job-refine").value) || 0,
+  };
+  if (body.kind === "invert") body.return_reconstructions = $("job-recon").checked;
+  else body.metrics = [...document.querySelectorAll("#job-metrics input:checked")].map((input) => input.value);
+  return body;
+}
+
 async function submitJob() {
   clearTimeout(state.pollTimer);
+  state.job = null; // answers of the previous job's polls are dropped from here on
   const errorBox = $("job-error");
   clearError(errorBox);
   $("job-table").hidden = true;
   $("job-progress").value = 0;
-  const metrics = [...document.querySelectorAll("#job-metrics input:checked")].map((input) => input.value);
-  const body = {
-    model: state.model.name,
-    n: Number($("job-n").value),
-    metrics,
-    refine_steps: Number($("job-refine").value) || 0,
-  };
+  $("job-chunks").textContent = "";
+  $("job-cancel").disabled = true;
+  hideDownload();
   try {
-    const job = await api("POST", "/jobs", body);
+    const job = await api("POST", "/jobs", jobBody());
     state.job = job.id;
     renderJob(job);
     state.pollTimer = setTimeout(() => poll(job.id), POLL_MS);
@@ -549,6 +654,9 @@ async function main() {
     $("outpaint-seed").value = String(Math.floor(Math.random() * 1e6));
     outpaint();
   });
+  $("job-kind").addEventListener("change", renderJobKind);
+  renderJobKind(); // a reload may keep the form's last choice
+  $("job-download").addEventListener("click", downloadResult);
   $("job-submit").addEventListener("click", submitJob);
   $("job-cancel").addEventListener("click", cancelJob);
   $("api-key").value = apiKey();

@@ -127,9 +127,9 @@ def start_worker(tmp_path: Path) -> Iterator:
 class LiveAPI:
     """`python -m service` on a free port, over real HTTP."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, **extra_env: str) -> None:
         self.port = free_port()
-        env = process_env(settings, PORT=str(self.port), DFI_MODELS='["fashion-mnist"]')
+        env = process_env(settings, PORT=str(self.port), DFI_MODELS='["fashion-mnist"]', **extra_env)
         self.process = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT, stdout=log.open("ab"),
                                         stderr=subprocess.STDOUT)  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,5 +179,147 @@ def test_page_inverts_edits_interpolates_and_runs_a_job(redis_url, tmp_path, sta
 
         uncaught = [e["message"] for e in browser.get_log("browser") if "Uncaught" in e["message"]]
         assert not uncaught, uncaught
+    finally:
+        api.stop()
+
+
+CHUNKS_TEXT = re.compile(r"^chunks (\d+)/(\d+) done · (\d+) running · workers: (.+)$")
+WATCH_CHUNKS = """
+window.chunkTexts = [];
+const box = document.getElementById("job-chunks");
+new MutationObserver(() => {
+  const text = box.textContent;
+  if (text && text !== window.chunkTexts.at(-1)) window.chunkTexts.push(text);
+}).observe(box, { childList: true, characterData: true, subtree: true });
+"""
+
+
+def allow_downloads(driver, folder: Path) -> None:
+    """Let headless Chromium save downloads (links with `download`, blob URLs) into `folder`."""
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+
+
+def downloaded(folder: Path, name: str, size: int | None = None) -> Callable:
+    """A `wait` condition: the finished download `name` (Chromium writes `.crdownload` first, then renames)."""
+
+    def condition(_driver) -> bytes | None:
+        path = folder / name
+        if not path.is_file() or (size is not None and path.stat().st_size != size):
+            return None
+        return path.read_bytes() or None
+
+    return condition
+
+
+def submit_job(driver, kind: str, n: int) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "job-kind")).select_by_value(kind)
+    n_box = driver.find_element("id", "job-n")
+    n_box.clear()
+    n_box.send_keys(str(n))
+    driver.find_element("id", "job-submit").click()
+
+
+def test_page_runs_an_invert_job_in_chunks_and_downloads_its_npz(redis_url, tmp_path, start_worker, browser,
+                                                                 fashion_test):  # fmt: skip
+    settings = make_settings(redis_url, job_chunk_images=16)  # n = 30 → 2 chunks (16 is the least)
+    worker = start_worker(settings)
+    api = LiveAPI(settings, tmp_path / "api.log")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    try:
+        allow_downloads(browser, downloads)
+        browser.get(f"{api.url}/")
+        wait(browser, lambda d: d.find_elements("css selector", "#sliders input[type=range]"), "the bundle to load")
+
+        # The kind choice: invert offers "return reconstructions" instead of the metric checkboxes, and back.
+        metrics, recon = browser.find_element("id", "job-metrics"), browser.find_element("id", "job-recon")
+        assert metrics.is_displayed() and not recon.is_displayed()
+        browser.execute_script(WATCH_CHUNKS)
+        submit_job(browser, "invert", 30)
+        assert not metrics.is_displayed() and recon.is_displayed() and not recon.is_selected()
+
+        link = wait(browser, lambda d: (e := d.find_element("id", "job-download")).is_displayed() and e, "the download",
+                    timeout=90)  # fmt: skip
+        status = browser.find_element("id", "job-status").text
+        assert "complete" in status and "30 latents, z [30, 64]" in status, status
+        assert browser.find_element("id", "job-progress").get_attribute("value") == "1"
+        job_id = status.split()[1].rstrip(":")
+        job = httpx.get(f"{api.url}/jobs/{job_id}").json()
+
+        # The page sent an invert job (no metrics, no reconstructions asked) and shows its chunks and workers.
+        assert job["kind"] == "invert" and job["request"]["return_reconstructions"] is False, job
+        assert "metrics" not in job["request"], job["request"]
+        chunks = CHUNKS_TEXT.match(browser.find_element("id", "job-chunks").text)
+        assert chunks, browser.find_element("id", "job-chunks").text
+        done, total, running, workers = int(chunks[1]), int(chunks[2]), int(chunks[3]), chunks[4].split(", ")
+        assert done == total == job["chunks"]["total"] == 2 and running == 0, chunks[0]
+        assert workers == job["workers"] and any(w.endswith(f"-{worker.process.pid}") for w in workers), workers
+        seen = browser.execute_script("return window.chunkTexts")
+        assert seen[0] == "chunks 0/2 done · 0 running · workers: none yet" and seen[-1] == chunks[0], seen
+
+        # The link's target: the .npz (an attachment) with z [30, 64] of the test images "0".."29".
+        href = link.get_attribute("href")
+        assert href == f"{api.url}{job['result']['download']}" == f"{api.url}/jobs/{job_id}/result", href
+        assert link.get_attribute("download") == f"dfi-{job_id}.npz"
+        response = httpx.get(href, timeout=30)
+        assert response.status_code == 200, response.text[:300]
+        assert response.headers["content-disposition"].startswith("attachment"), response.headers
+        with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
+            z, names = npz["z"], npz["names"]
+            assert "reconstructions" not in npz.files, npz.files
+        assert z.shape == (30, 64) and z.dtype == np.float32, (z.shape, z.dtype)
+        assert names.tolist() == [str(i) for i in range(30)], names
+        direct = httpx.post(f"{api.url}/invert", json={"images": [png_b64(im) for im in fashion_test.images[:2]]},
+                            timeout=30).json()  # fmt: skip
+        np.testing.assert_allclose(z[:2], [r["latent"] for r in direct["results"]], atol=1e-4)
+
+        # Clicking it saves the same bytes (no key: an ordinary download the browser streams to disk).
+        link.click()
+        saved = wait(browser, downloaded(downloads, f"dfi-{job_id}.npz", len(response.content)), "the saved .npz")
+        assert saved == response.content
+
+        # Back to metrics: the checkboxes return and the next submit hides the old link until its own result.
+        submit_job(browser, "metrics", 10)
+        assert metrics.is_displayed() and not recon.is_displayed()
+        assert not browser.find_element("id", "job-download").is_displayed()
+        wait(browser, lambda d: d.find_element("id", "job-table").is_displayed(), "the metric table", timeout=60)
+        assert not shown_error(browser, "job-error") and not shown_error(browser, "global-error")
+        uncaught = [e["message"] for e in browser.get_log("browser") if "Uncaught" in e["message"]]
+        assert not uncaught, uncaught
+    finally:
+        api.stop()
+
+
+def test_page_downloads_a_result_with_the_api_key(redis_url, tmp_path, start_worker, browser):
+    """A link cannot send X-API-Key: with keys on, the page fetches the result with the key and saves a blob."""
+    key = "page-test-key-0123456789"
+    settings = make_settings(redis_url)
+    start_worker(settings)
+    api = LiveAPI(settings, tmp_path / "api.log", DFI_API_KEYS=key)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    try:
+        allow_downloads(browser, downloads)
+        browser.get(f"{api.url}/")
+        wait(browser, lambda d: "401" in shown_error(d, "global-error"), "the missing-key error")
+        key_box = browser.find_element("id", "api-key")
+        key_box.send_keys(key, "\n")  # change → the key is stored and the bundles load
+        wait(browser, lambda d: d.find_elements("css selector", "#sliders input[type=range]"), "the bundle to load")
+        submit_job(browser, "metrics", 10)
+        link = wait(browser, lambda d: (e := d.find_element("id", "job-download")).is_displayed() and e, "the download",
+                    timeout=60)  # fmt: skip
+        job_id = browser.find_element("id", "job-status").text.split()[1].rstrip(":")
+        href = link.get_attribute("href")
+        assert href == f"{api.url}/jobs/{job_id}/result" and link.get_attribute("download") == f"dfi-{job_id}.json"
+        assert httpx.get(href).status_code == 401  # what a plain link would get
+        expected = httpx.get(href, headers={"x-api-key": key}).json()
+        assert expected["n"] == 10 and sorted(expected["metrics"]) == ["class_consistency", "psnr", "ssim"], expected
+
+        link.click()
+        saved = wait(browser, downloaded(downloads, f"dfi-{job_id}.json"), "the saved .json")
+        assert json.loads(saved) == expected
+        assert not shown_error(browser, "job-error")
     finally:
         api.stop()
