@@ -53,8 +53,11 @@ def invert_folder(model_dir: Path, folder: Path, actors: int = 2, batch_size: in
     import ray
 
     files = ray.data.read_binary_files(str(folder), include_paths=True)
+    # A fixed pool of actors, one CPU each; Ray's file-reading tasks need CPUs of their own, so a cluster needs
+    # more logical CPUs than actors (on a 2-CPU laptop: ray.init(num_cpus=4) — else the reads wait forever).
+    pool = ray.data.ActorPoolStrategy(size=actors)
     rows = files.map_batches(Inverter, fn_constructor_args=(str(model_dir), batch_size), batch_size=batch_size,
-                             concurrency=actors, num_cpus=1).take_all()  # fmt: skip
+                             compute=pool, num_cpus=1).take_all()  # fmt: skip
     root = str(folder.resolve()).rstrip("/") + "/"
     table = sorted((str(row["name"]).split(root, 1)[-1], row["z"], str(row["error"])) for row in rows)
     kept = [(name, z) for name, z, error in table if not error]
