@@ -16,13 +16,15 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import RedisError
 from saq import Job
 
 from dfi_core.refinement import RefinementUnavailable
 from service.chunks import JobSpec, NoUsableImages, merge_invert, merge_metrics, run_chunk
+from service.errors import APIError
 from service.metrics import WorkerMetrics
 from service.queue import MERGE_FUNCTION, JobQueue, merge_key
 from service.registry import ModelRegistry
@@ -32,6 +34,7 @@ from service.store import ResultStore, StoreError
 
 log = logging.getLogger("service.worker")
 FATAL = (StoreError, NoUsableImages, RefinementUnavailable)
+REDIS_PATIENCE_S = 60.0
 
 
 @contextlib.asynccontextmanager
@@ -57,6 +60,24 @@ async def heartbeat(job: Job, interval_s: float, progress: Callable[[], float]) 
             await task
 
 
+async def patiently(call: Callable[[], Awaitable[Any]], patience_s: float = REDIS_PATIENCE_S) -> Any:
+    """`call()`, retried while Redis is unreachable (restarting) for up to `patience_s`. The chunk's work is done or
+    about to be; a Redis restart must not cost it an attempt (issue 19). redis-py's own Retry covers a dead pooled
+    connection; this covers a server that is down for seconds."""
+    deadline, pause = time.monotonic() + patience_s, 0.2
+    while True:
+        try:
+            return await call()
+        except (RedisError, OSError, APIError) as error:
+            if isinstance(error, APIError) and error.status != 503:
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+            log.info("redis unavailable (%s); retrying in %.1f s", type(error).__name__, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
 def _decode_limits(settings: Settings) -> DecodeLimits:
     return DecodeLimits(settings.max_image_bytes, settings.max_image_pixels)
 
@@ -73,7 +94,7 @@ async def chunk_job(ctx: dict[str, Any], *, job_id: str, index: int, start: int,
     jobs: JobQueue = ctx["jobs"]
     metrics: WorkerMetrics = ctx["metrics"]
     keys = jobs.keys(job_id)
-    record = await jobs.record(job_id)
+    record = await patiently(lambda: jobs.record(job_id))
     if record.get("status", "missing") != "queued":  # cancelled, failed (another chunk's verdict) or expired
         return {"skipped": record.get("status", "missing")}
     size = stop - start
@@ -81,7 +102,7 @@ async def chunk_job(ctx: dict[str, Any], *, job_id: str, index: int, start: int,
     started, outcome = time.monotonic(), "failed"
     try:
         async with heartbeat(job, max(0.5, job.heartbeat / 3), lambda: rows[0] / max(size, 1)):
-            await jobs.redis.hincrby(keys.record, "runs", 1)
+            await patiently(lambda: jobs.redis.hincrby(keys.record, "runs", 1))
             registry: ModelRegistry = ctx["registry"]
             settings: Settings = ctx["settings"]
             loaded = registry.get(model)
@@ -94,14 +115,21 @@ async def chunk_job(ctx: dict[str, Any], *, job_id: str, index: int, start: int,
                                  lambda k: rows.__setitem__(0, rows[0] + k))  # fmt: skip
 
             computed = await asyncio.to_thread(work)
-        metrics.images.inc(size if computed else 0)
-        worker = str(ctx["worker"].id)
-        async with jobs.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(keys.done, index).sadd(keys.workers, worker).scard(keys.done)
-            *_, finished = await pipe.execute()
-        if finished >= int(record["chunks"]):
-            # Every chunk is written: the merge, once (the key is the job's; SAQ refuses a second enqueue).
-            await jobs.queue.enqueue(jobs._saq_job(MERGE_FUNCTION, merge_key(job_id), {"job_id": job_id}))
+            metrics.images.inc(size if computed else 0)
+            worker = str(ctx["worker"].id)
+
+            async def mark_done() -> int:
+                async with jobs.redis.pipeline(transaction=True) as pipe:
+                    pipe.sadd(keys.done, index).sadd(keys.workers, worker).scard(keys.done)
+                    *_, count = await pipe.execute()
+                return int(count)
+
+            # Still inside the heartbeat: while Redis restarts, the beats resume as soon as it is back.
+            finished = await patiently(mark_done)
+            if finished >= int(record["chunks"]):
+                # Every chunk is written: the merge, once (the key is the job's; SAQ refuses a second enqueue).
+                merge = jobs._saq_job(MERGE_FUNCTION, merge_key(job_id), {"job_id": job_id})
+                await patiently(lambda: jobs.queue.enqueue(merge))
         outcome = "complete"
         return {"index": index, "images": size, "computed": computed, "worker": worker}
     except asyncio.CancelledError:
@@ -122,7 +150,7 @@ async def chunk_job(ctx: dict[str, Any], *, job_id: str, index: int, start: int,
 async def merge_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
     jobs: JobQueue = ctx["jobs"]
     store: ResultStore = ctx["store"]
-    record = await jobs.record(job_id)
+    record = await patiently(lambda: jobs.record(job_id))
     if record.get("status") != "queued":
         return {"skipped": record.get("status", "missing")}
     folder = store.folder(job_id)
@@ -145,6 +173,6 @@ async def merge_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
     except FATAL as error:
         await _fail_job(ctx, job_id, str(error))
         return {"failed": str(error)}
-    await jobs.finish(job_id, "complete", {"result": json.dumps(result)})
+    await patiently(lambda: jobs.finish(job_id, "complete", {"result": json.dumps(result)}))
     store.set_expiry(job_id, time.time() + settings.job_result_ttl_s)
     return {"merged": len(plan["chunks"])}

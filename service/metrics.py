@@ -24,9 +24,9 @@ class ApiMetrics:
         self.provider = Gauge("dfi_execution_provider", "1 for the ONNX Runtime provider each graph runs on",
                               ["model", "graph", "provider"], registry=r)  # fmt: skip
         self.refinements = Counter("dfi_refinement_images_total", "images refined (DFI^opt)", ["model"], registry=r)
-        self.queue_depth = Gauge("dfi_job_queue_depth", "metric jobs by state, read from Redis at scrape time",
+        self.queue_depth = Gauge("dfi_job_queue_depth", "SAQ jobs (chunks, merges) by state, from Redis",
                                  ["state"], registry=r)  # fmt: skip
-        self.jobs_submitted = Counter("dfi_jobs_submitted_total", "metric jobs accepted", registry=r)
+        self.jobs_submitted = Counter("dfi_jobs_submitted_total", "jobs accepted (invert and metrics)", registry=r)
         self.redis_up = Gauge("dfi_redis_up", "1 when the job queue's Redis answered the last check", registry=r)
 
 
@@ -36,10 +36,10 @@ class WorkerMetrics:
         r = self.registry
         self.job_seconds = Histogram(
             "dfi_job_seconds",
-            "metric job duration by outcome",
+            "job chunk (one SAQ job: a slice of an invert or metric job) duration by outcome",
             ["outcome"],
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=r,
         )
-        self.jobs = Counter("dfi_jobs_total", "metric jobs finished by outcome", ["outcome"], registry=r)
-        self.images = Counter("dfi_job_images_total", "images scored by metric jobs", registry=r)
+        self.jobs = Counter("dfi_jobs_total", "job chunks finished by outcome", ["outcome"], registry=r)
+        self.images = Counter("dfi_job_images_total", "images computed by job chunks", registry=r)

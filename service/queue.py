@@ -22,7 +22,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq import Job, Queue
 from saq.job import Status
 from saq.queue.redis import RedisQueue
@@ -94,9 +98,14 @@ class SweepSafeRedisQueue(RedisQueue):
 
 
 def make_queue(settings: Settings) -> Queue:
-    # Our own client so that a dead Redis fails within REDIS_TIMEOUT_S instead of hanging a request.
+    # Our own client so that a dead Redis fails within REDIS_TIMEOUT_S instead of hanging a request. After a Redis
+    # restart every pooled connection is dead: redis-py's Retry re-sends a command that met a closed connection on
+    # a fresh one (and health checks probe idle ones), so a restart costs a job no attempt — it cost one of three
+    # when a heartbeat met "Connection closed by server" (issue 19). Bounded: 3 retries, 0.1–1 s apart.
     client = aioredis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
-                               socket_connect_timeout=REDIS_TIMEOUT_S)  # fmt: skip
+                               socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=5,
+                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+                               retry_on_error=[RedisConnectionError, RedisTimeoutError])  # fmt: skip
     return SweepSafeRedisQueue(client, name=settings.queue_name)
 
 
@@ -117,6 +126,16 @@ class JobKeys:
     def __init__(self, queue_name: str, job_id: str) -> None:
         base = f"dfi:{queue_name}:job:{job_id}"
         self.record, self.done, self.workers = base, f"{base}:done", f"{base}:workers"
+        self.open = f"dfi:{queue_name}:open"  # ids of jobs not yet finished: what the repair pass looks at
+        self.repair_lock = f"dfi:{queue_name}:repair"
+
+
+def _listed(job: Job, queued: set[bytes], active: set[bytes]) -> bool:
+    return job.id.encode() in queued or job.id.encode() in active
+
+
+def _silent(job: Job, now_ms: float, stale_s: float) -> bool:
+    return now_ms - max(job.touched, job.queued, job.started) > stale_s * 1000
 
 
 def error_line(text: str | None) -> str | None:
@@ -197,8 +216,12 @@ class JobQueue:
         jobs = [self._saq_job(CHUNK_FUNCTION, chunk_key(job_id, i), {**common, "index": i, "start": a, "stop": b})
                 for i, (a, b) in enumerate(plan["chunks"])]  # fmt: skip
 
+        # What a repair needs to re-create a lost chunk job: the common kwargs and every chunk's bounds.
+        record["chunk_kwargs"] = json.dumps({"common": common, "bounds": plan["chunks"]})
+
         async def enqueue_all() -> None:
             await queue.redis.hset(keys.record, mapping=record)  # type: ignore[attr-defined]
+            await queue.redis.sadd(keys.open, job_id)  # type: ignore[attr-defined]
             for job in jobs:
                 await queue.enqueue(job)
 
@@ -282,6 +305,7 @@ class JobQueue:
                 pipe.hset(keys.record, mapping={**fields, "status": status, "completed": time.time()})
                 for key in (keys.record, keys.done, keys.workers):
                     pipe.expire(key, ttl)
+                pipe.srem(keys.open, job_id)
                 await pipe.execute()
 
         await self._call(write())
@@ -296,6 +320,58 @@ class JobQueue:
             if chunk is not None and chunk.status not in TERMINAL:
                 await self._call(queue.abort(chunk, "cancelled by the user"))
         return await self.get(job_id)
+
+    async def repair(self, stale_s: float, lock_s: float) -> list[str]:
+        """Re-create what a Redis restart can lose (append-only file: up to a second of writes) or leave orphaned,
+        for every open job; what each worker runs every DFI_WORKER_SWEEP_S. Idempotent: chunks are keyed by job
+        and index, SAQ refuses a second enqueue of a key it holds, and a chunk whose file exists is not recomputed.
+
+        - a chunk job that is gone, or QUEUED in no list (its push lost): enqueued again;
+        - a chunk ACTIVE or ABORTING in no list and silent for `stale_s`: SAQ's abort removes a job from the active
+          list before the sweep re-queues it, so a restart (or a dead sweeper) between the two left it "aborting"
+          with no one to finish it — the job stuck forever (issue 19, 1 run in 9): enqueued again;
+        - every chunk done but no merge job (the enqueue lost): the merge is enqueued.
+        Returns what it did, as "job: action" lines."""
+        queue = self._require()
+        redis = self.redis
+        if not await redis.set(self.keys("").repair_lock, 1, ex=max(1, int(lock_s)), nx=True):
+            return []  # another worker repairs this round
+        done: list[str] = []
+        # Queued before active: BLMOVE moves an id from one to the other atomically, so a live job is in one of the
+        # two snapshots; a job that changed list since is not silent for stale_s, so it is never taken for lost.
+        queued = set(await redis.lrange(queue._queued, 0, -1))  # type: ignore[attr-defined]
+        active = set(await redis.lrange(queue._active, 0, -1))  # type: ignore[attr-defined]
+        now_ms = time.time() * 1000
+        for raw_id in await redis.smembers(self.keys("").open):
+            job_id = raw_id.decode()
+            record = await self.record(job_id)
+            if record.get("status") != "queued":
+                await redis.srem(self.keys(job_id).open, job_id)
+                continue
+            kwargs = json.loads(record["chunk_kwargs"])
+            *chunks, merge = await self._chunks(job_id, int(record["chunks"]))
+            for index, chunk in enumerate(chunks):
+                if chunk is not None and chunk.status in TERMINAL:
+                    continue
+                if chunk is None or (not _listed(chunk, queued, active) and _silent(chunk, now_ms, stale_s)):
+                    start, stop = kwargs["bounds"][index]
+                    bounds = {"index": index, "start": start, "stop": stop}
+                    fresh = self._saq_job(CHUNK_FUNCTION, chunk_key(job_id, index), {**kwargs["common"], **bounds})
+                    if chunk is not None:
+                        fresh.attempts = chunk.attempts  # an orphan keeps the attempts it spent
+                        await redis.delete(chunk.abort_id)  # SAQ refuses to enqueue a key with a pending abort
+                        await redis.zrem(queue._incomplete, chunk.id)  # type: ignore[attr-defined]
+                    if await queue.enqueue(fresh) is not None:
+                        done.append(f"{job_id}: chunk {index} re-enqueued ({chunk.status.value if chunk else 'lost'})")
+            all_done = all(c is not None and c.status == Status.COMPLETE for c in chunks)
+            lost_merge = merge is None or (merge.status not in TERMINAL and not _listed(merge, queued, active)
+                                           and _silent(merge, now_ms, stale_s))  # fmt: skip
+            if all_done and lost_merge:
+                if merge is not None:
+                    await redis.zrem(queue._incomplete, merge.id)  # type: ignore[attr-defined]
+                if await queue.enqueue(self._saq_job(MERGE_FUNCTION, merge_key(job_id), {"job_id": job_id})):
+                    done.append(f"{job_id}: merge enqueued")
+        return done
 
     async def counts(self) -> dict[str, int]:
         queue = self._require()

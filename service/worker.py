@@ -46,18 +46,31 @@ def build_worker(settings: Settings) -> Worker:
                 log.warning("result store sweep failed: %s", error)
             await asyncio.sleep(settings.store_sweep_s)
 
+    async def repair_jobs() -> None:
+        # Silent for two heartbeats and in no SAQ list: lost or orphaned (JobQueue.repair says how).
+        stale_s = 2 * settings.job_heartbeat_s
+        while True:
+            await asyncio.sleep(settings.worker_sweep_s)
+            try:
+                for line in await jobs.repair(stale_s, settings.worker_sweep_s):
+                    log.warning("repair: %s", line)
+            except Exception as error:  # Redis down or restarting: the next round tries again
+                log.info("repair skipped: %s", type(error).__name__)
+
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["registry"] = load_registry(settings, ApiMetrics())
         ctx.update(metrics=metrics, jobs=jobs, store=store, settings=settings, torch_threads=settings.torch_threads)
         ctx["store_sweeper"] = asyncio.create_task(sweep_store())
+        ctx["repairer"] = asyncio.create_task(repair_jobs())
         if settings.worker_metrics_port:
-            start_http_server(settings.worker_metrics_port, registry=metrics.registry)
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=metrics.registry)
         log.info("worker %s on %s: models %s, results in %s", ctx["worker"].id, redacted(settings.redis_url),
                  sorted(ctx["registry"].models), settings.results_dir)  # fmt: skip
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if "store_sweeper" in ctx:
-            ctx["store_sweeper"].cancel()
+        for task in ("store_sweeper", "repairer"):
+            if task in ctx:
+                ctx[task].cancel()
 
     assert jobs.queue is not None
     return Worker(
@@ -81,7 +94,10 @@ async def _run(worker: Worker) -> None:
 
 
 def main() -> None:
-    settings = get_settings()
+    from service.__main__ import exit_on_bad_settings  # one line per bad setting and exit 2, as `python -m service`
+
+    with exit_on_bad_settings():
+        settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_run(build_worker(settings)))
 

@@ -125,9 +125,16 @@ class _UploadReceiver:
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header += data[start:end]
+        self._check_header()
 
     def _on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._value += data[start:end]
+        self._check_header()
+
+    def _check_header(self) -> None:
+        # Part headers are held in memory: a hostile client could stream gigabytes of one "header" otherwise.
+        if len(self._header) + len(self._value) > MAX_FIELD_BYTES:
+            raise APIError(413, f"upload: a part header longer than {MAX_FIELD_BYTES} bytes")
 
     def _on_header_end(self) -> None:
         self._headers[self._header.lower()] = self._value
