@@ -11,6 +11,7 @@ python -m training evaluate reconstruction --inverter runs/00007-.../inverter.sa
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,8 +104,18 @@ def train_inverter_command(
         gan_config = config.validate()  # every cross-field error before a folder is made
         name = f"{gan_config.data.name}-{gan_config.loss.name}" if gan_config else f"{data}-{source.kind}-gan"  # type: ignore[union-attr]
         folder = run_dir or next_run_dir(out, f"{name}-{method}")
-        start_run(ctx, folder, config)
-        path = train_inverter(config, folder)
+    fresh = not folder.exists()
+    try:
+        with user_errors():
+            start_run(ctx, folder, config)
+            path = train_inverter(config, folder)
+    except (typer.Exit, SystemExit, KeyboardInterrupt):
+        # A foreign GAN's parts (its modules, --features) resolve only once training starts: a folder this command
+        # made and that holds no checkpoint yet is removed, so a typo leaves no empty run behind.
+        checkpoints = folder / "checkpoints"
+        if fresh and folder.is_dir() and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     typer.echo(f"inverter: {path}")
 
 

@@ -217,3 +217,11 @@ def test_cli_errors_are_clean(tmp_path: Path) -> None:
     assert "No module named 'surely_not_a_module'" in result.output
     result = runner.invoke(app, train_args(at("make_mapping_g"), tmp_path / "c", "--features", "head:input,nope"))
     assert result.exit_code == 2 and "D has no module 'nope'" in result.output
+
+
+def test_a_bad_features_name_leaves_no_run_folder(weights, tmp_path: Path) -> None:
+    run = tmp_path / "typo"
+    parts = ["--generator-weights", str(weights["G"]), "--discriminator-weights", str(weights["D"])]
+    result = runner.invoke(app, train_args(at("make_mapping_g"), run, *parts, "--features", "haed"))
+    assert result.exit_code == 2 and "haed" in result.output, result.output
+    assert "Traceback" not in result.output and not run.exists()
