@@ -5,6 +5,14 @@ timing tells an attacker nothing about how much of a guess matched). No key → 
 that matches none → 403. Keys never reach logs or metrics: a request is identified by `key#<index>`.
 Rate limits use the `limits` library (moving window, in memory — per API process; several replicas would share a
 Redis storage instead) and answer 429 with `Retry-After`.
+
+Wrong keys are throttled per client IP (`auth_failure_limit`, default 10 per minute, moving window): once a client
+has sent that many keys that match none, every request of its that needs a key — right key, wrong key or none — is
+answered 429 with `Retry-After` until the oldest failure leaves the window. A right key is refused too, on purpose:
+if it were still checked, the throttle would be an oracle (200 against 429) and guessing would go on at full speed;
+a legitimate client sharing the address waits at most one window. Throttled requests are not compared with the keys
+and do not count as further failures; missing keys (401) and accepted keys never count. The client IP is what
+uvicorn reports (behind a proxy on 127.0.0.1 it takes X-Forwarded-For; see uvicorn's `forwarded_allow_ips`).
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ def match_key(candidate: str, keys: list[str]) -> int | None:
 def install(app: FastAPI, settings: Settings) -> None:
     limiter = MovingWindowRateLimiter(MemoryStorage()) if settings.rate_limit else None
     rate = parse(settings.rate_limit) if settings.rate_limit else None
+    # Wrong keys per client IP (its own storage: a client's failures never eat into a key's rate limit).
+    failure_rate = parse(settings.auth_failure_limit) if settings.api_keys and settings.auth_failure_limit else None
+    failures = MovingWindowRateLimiter(MemoryStorage()) if failure_rate is not None else None
 
     @app.middleware("http")
     async def access(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -52,14 +63,24 @@ def install(app: FastAPI, settings: Settings) -> None:
         # own API calls carry the key the user pastes in.
         if path in settings.public_paths or path == "/" or path.startswith("/static/") or request.method == "OPTIONS":
             return await call_next(request)
-        identity = f"ip:{request.client.host if request.client else 'unknown'}"
+        client_ip = request.client.host if request.client else "unknown"
+        identity = f"ip:{client_ip}"
         if settings.api_keys:
+            if failures is not None and failure_rate is not None and not failures.test(failure_rate, client_ip):
+                reset, _ = failures.get_window_stats(failure_rate, client_ip)
+                retry = max(1, math.ceil(reset - time.time()))
+                message = (f"too many wrong API keys from {client_ip}: every request that needs a key is refused "
+                           f"for {retry} s (auth_failure_limit {failure_rate})")  # fmt: skip
+                return JSONResponse(error_body(request, message, {"auth_failure_limit": str(failure_rate)}),
+                                    status_code=429, headers={"Retry-After": str(retry)})  # fmt: skip
             key = presented_key(request)
             if key is None:
                 return JSONResponse(error_body(request, "missing API key: send X-API-Key or Authorization: Bearer"),
                                     status_code=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
             index = match_key(key, settings.api_keys)
             if index is None:
+                if failures is not None and failure_rate is not None:
+                    failures.hit(failure_rate, client_ip)
                 return JSONResponse(error_body(request, "API key not accepted"), status_code=403)
             identity = f"key#{index}"
         request.state.identity = identity

@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     models: list[str] | None = Field(None, description="load only these bundles (default: every bundle found)")
     verify_bundles: bool = Field(True, description="check every file's sha256 against the manifest at start-up")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="API and worker log level")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers larger than this: 431 (400 under h11)"
+    )
+    request_read_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="headers not complete, or no body bytes for this long: 408 and closed"
+    )
+    keep_alive_timeout_s: int = Field(5, ge=1, le=3600, description="idle keep-alive connections closed after this")
+    max_connections: int = Field(1000, ge=1, description="open connections beyond this are answered 503 by uvicorn")
 
     # ONNX Runtime
     providers: list[str] | None = Field(
@@ -41,14 +49,32 @@ class Settings(BaseSettings):
 
     # Refinement (DFI^opt, IJCV eq. 2) — needs torch in this process
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads for refinement")
+    malloc_mmap_threshold: int = Field(
+        1024 * 1024,
+        ge=0,
+        le=32 * 1024 * 1024,
+        description="glibc: blocks this large or larger are mmapped and given back to the OS when freed (else a "
+        "decoded 4000×4000 image stays resident after its request: glibc raises its threshold on each free); "
+        "0: glibc's adaptive default",
+    )
+    refinement_warm_up: bool = Field(
+        True,
+        description="at start-up, import torch and run one refinement step in the API (the first refine_steps > 0 "
+        "request is then 1.5–3 s faster; costs ~290 MiB resident from the start — off: paid by the first such request)",
+    )
 
     # Limits (each answered by a 4xx naming the limit)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body")
     max_images_per_request: int = Field(256, ge=1, description="images per /invert call")
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest single encoded image")
-    max_image_pixels: int = Field(16_000_000, ge=64, description="width × height checked before decoding")
+    max_image_pixels: int = Field(
+        16_000_000, ge=64, description="width × height checked before decoding (at most Pillow's 89.5 M)"
+    )
     max_latents_per_request: int = Field(256, ge=1, description="latents per /edit or outpaint samples")
     max_refine_steps: int = Field(200, ge=0, description="refinement steps per request")
+    request_deadline_s: float = Field(
+        30.0, ge=0, description="work one /invert or /edit request may take (decoding, refinement); 0: no deadline"
+    )
     max_interpolation_steps: int = Field(64, ge=2, description="frames of one interpolation")
     max_strength: float = Field(10.0, gt=0, description="largest absolute strength of one edit direction")
     max_job_images: int = Field(100_000, ge=1, description="images (n, or archive members) of one job")
@@ -72,6 +98,24 @@ class Settings(BaseSettings):
         None, description="per key (or client IP without keys), `limits` syntax, e.g. '120/minute'; unset: off"
     )
     cors_origins: list[str] = Field(default=[], description="origins allowed by CORS; empty: CORS off")
+    auth_failure_limit: str | None = Field(
+        "10/minute",
+        description="wrong API keys allowed per client IP (`limits` syntax) before 429 until the window passes; "
+        "empty or 'off': off",
+    )
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _parse_auth_failure_limit(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off"):
+            return None
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as error:
+            raise ValueError(f"DFI_AUTH_FAILURE_LIMIT: {error}") from None
+        return value
 
     # Redis and jobs
     redis_url: str | None = Field(
@@ -94,6 +138,9 @@ class Settings(BaseSettings):
     worker_sweep_s: int = Field(10, ge=1, description="how often a worker looks for stuck jobs")
     worker_concurrency: int = Field(1, ge=1, description="jobs one worker runs at once")
     worker_metrics_port: int = Field(9101, ge=0, le=65535, description="worker's Prometheus port (0: off)")
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="bind address of the worker's Prometheus port (0.0.0.0 in containers)"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -63,7 +63,7 @@ def build_worker(settings: Settings) -> Worker:
         ctx["store_sweeper"] = asyncio.create_task(sweep_store())
         ctx["repairer"] = asyncio.create_task(repair_jobs())
         if settings.worker_metrics_port:
-            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=metrics.registry)
+            start_http_server(settings.worker_metrics_port, settings.worker_metrics_host, registry=metrics.registry)
         log.info("worker %s on %s: models %s, results in %s", ctx["worker"].id, redacted(settings.redis_url),
                  sorted(ctx["registry"].models), settings.results_dir)  # fmt: skip
 
