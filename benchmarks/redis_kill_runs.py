@@ -78,7 +78,10 @@ def one_run(work: Path, rng: random.Random | None, reference: str | None) -> dic
     try:
         _wait_ready(url, [work / "worker-0.log", work / "worker-1.log"])
         with httpx.Client(base_url=url, timeout=30) as client:
-            job_id = client.post("/jobs", json=REQUEST).json()["id"]
+            submitted = client.post("/jobs", json=REQUEST)
+            if submitted.status_code != 202:
+                raise RuntimeError(f"submit: {submitted.status_code} {submitted.text[:300]}")
+            job_id = submitted.json()["id"]
             submitted = time.monotonic()
             if rng is not None:
                 time.sleep(rng.uniform(0.5, 6.0))
