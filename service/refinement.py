@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,14 +39,40 @@ def require_torch() -> None:
         )
 
 
-def refine_latents(generator, x: np.ndarray, z0: np.ndarray, steps: int, threads: int | None = None) -> np.ndarray:  # noqa: ANN001
-    """x [N, C, H, W] float32 [-1, 1], z0 [N, |z|] → refined z [N, |z|] after `steps` Adam steps (eq. 2)."""
+def refine_latents(
+    generator,  # noqa: ANN001
+    x: np.ndarray,
+    z0: np.ndarray,
+    steps: int,
+    threads: int | None = None,
+    *,
+    step: Callable[[int], None] | None = None,
+    wait: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """x [N, C, H, W] float32 [-1, 1], z0 [N, |z|] → refined z [N, |z|] after `steps` Adam steps (eq. 2).
+
+    `step(k)` runs in this thread before Adam step k + 1 (k = 0 … steps − 1; through dfi_core.refinement.refine's
+    callback) and `wait(seconds)` every 0.1 s while another refinement holds the process: either may raise to stop
+    — the API's request deadline does — and the exception propagates from here, with the lock released."""
     import torch
 
     from dfi_core.refinement import refine
 
-    with _lock:
+    waiting = time.monotonic()
+    while not _lock.acquire(timeout=0.1 if wait is not None else -1):
+        wait(time.monotonic() - waiting)  # type: ignore[misc]
+    try:
         if threads:
             torch.set_num_threads(threads)
-        z, _ = refine(generator, torch.from_numpy(x), torch.from_numpy(z0), steps=steps, method="adam")
+        if step is not None:
+            step(0)
+
+        def callback(done: int, _z: object, _loss: float) -> None:
+            if done < steps:  # after the last step the work is done: return it
+                step(done)  # type: ignore[misc]
+
+        z, _ = refine(generator, torch.from_numpy(x), torch.from_numpy(z0), steps=steps, method="adam",
+                      callback=callback if step is not None else None)  # fmt: skip
+    finally:
+        _lock.release()
     return z.numpy().astype(np.float32)

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     refinement_warm_up: bool = Field(
         True,
         description="at start-up, import torch and run one refinement step in the API (the first refine_steps > 0 "
-        "request is then 1.5–3 s faster; costs ~290 MiB resident from the start — off: paid by the first such request)",
+        "request is then 1.5–3 s faster; costs ~295 MiB resident from the start — off: paid by the first such request)",
     )
 
     # Limits (each answered by a 4xx naming the limit)
@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         "each at least 16 characters; empty: no auth",
     )
     public_paths: list[str] = Field(
-        default=["/healthz", "/readyz", "/metrics"], description="paths that need no key (probes, scrapers)"
+        default=["/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"],
+        description="paths that need no key (probes, scrapers; the V2 health routes are KServe's probes)",
     )
     rate_limit: str | None = Field(
         None, description="per key (or client IP without keys), `limits` syntax, e.g. '120/minute'; unset: off"

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from service.deps import MetricsDep, RegistryDep, SettingsDep
 from service.errors import APIError
 from service.images import png_base64
-from service.inference import check_refine_steps, decode_and_invert, generate
+from service.inference import Deadline, check_refine_steps, decode_and_invert, generate
 from service.schemas import InversionPublic, InvertRequest, InvertResponse, Timings
 
 router = APIRouter(tags=["inversion"])
@@ -90,9 +90,12 @@ async def invert(request: Request, registry: RegistryDep, settings: SettingsDep,
         # once, dfi_core.refinement.load_bundle_generator) — a 400 naming, e.g., the op onnx2torch cannot convert.
         check_refine_steps(body.refine_steps, settings)
         await asyncio.to_thread(model.torch_generator)
+    # The deadline counts this request's work (DFI_REQUEST_DEADLINE_S): from here, after the body is read (bounded
+    # by max_body_bytes) and G is built (once per process, warmed at start-up: not this request's work).
+    deadline = Deadline(settings.request_deadline_s)
     timings: dict[str, float] = {}
-    _, z = await decode_and_invert(encoded, model, body.refine_steps, settings, metrics, timings)
-    images = await generate(model, z, timings) if body.return_reconstruction else None
+    _, z = await decode_and_invert(encoded, model, body.refine_steps, settings, metrics, timings, deadline)
+    images = await generate(model, z, timings, deadline) if body.return_reconstruction else None
     method = "dfi_opt" if body.refine_steps else "dfi"
     results = [
         InversionPublic(latent=z[i].tolist(), method=method,
