@@ -7,8 +7,11 @@ by route template in Prometheus; bodies above `max_body_bytes` are refused with 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +26,7 @@ from service import errors, security
 from service.metrics import ApiMetrics
 from service.queue import JobQueue
 from service.registry import load_registry
-from service.routers import edit, health, invert, jobs, models, outpaint, page
+from service.routers import edit, health, invert, jobs, models, outpaint, page, v2
 from service.settings import Settings, get_settings
 from service.store import ResultStore
 
@@ -98,12 +101,34 @@ class BodyLimit:
         await response(scope, None, send)  # type: ignore[arg-type]
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+
+
+def bound_heap(threshold: int) -> bool:
+    """Fix glibc's mmap threshold at `threshold` bytes (mallopt; True when applied). glibc's default adapts: each
+    freed mmapped block raises the threshold to its size (up to 32 MiB), so from then on the big buffers of large
+    requests — a decoded 4000×4000 image is 48 MB — come from the heap and stay resident after the request ends
+    (measured: 150 → ~400 MiB after four such images, for good). A fixed threshold turns that adaptation off: they
+    are mmapped and handed back when freed. Not glibc (musl, macOS): nothing to do."""
+    if threshold <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+
+
 def warm_up_refinement(registry, settings: Settings) -> None:  # noqa: ANN001
     """One refinement step on the default bundle in the background: the first DFI^opt request otherwise pays torch's
-    import and first-call set-up (1.5–3 s measured here) on top of its own work."""
+    import and first-call set-up (1.5–3 s measured here) on top of its own work. It costs memory from the start —
+    torch, G converted by onnx2torch and torch's first-call buffers: ~295 MiB resident (docs/reliability.md) — so
+    DFI_REFINEMENT_WARM_UP=false leaves it to the first request with refine_steps > 0 (an API that never refines,
+    or the slim image without torch, then never loads torch)."""
     from service.refinement import refine_latents, torch_available
 
-    if not torch_available() or registry.default not in registry.models:
+    if not settings.refinement_warm_up or not torch_available() or registry.default not in registry.models:
         return
     try:
         model = registry.models[registry.default]
@@ -121,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not bound_heap(settings.malloc_mmap_threshold) and settings.malloc_mmap_threshold:
+            log.info("malloc_mmap_threshold not applied (not glibc): freed large buffers may stay resident")
         app.state.registry = load_registry(settings, metrics)
         app.state.queue = JobQueue(settings)
         await app.state.queue.connect()
@@ -163,11 +190,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["X-Request-ID"] = request.state.request_id
         return response
 
-    for router in (invert.router, edit.router, outpaint.router, jobs.router, models.router, health.router):
+    for router in (invert.router, edit.router, outpaint.router, jobs.router, models.router, health.router, v2.router):
         app.include_router(router)
     app.include_router(page.router)  # GET / : the web page (service/static/)
     page.mount_static(app)
     # The job upload streams to the result store with its own, larger limit (counted while streaming, too).
     upload_limit = {"/jobs/upload": (settings.max_job_upload_bytes, "max_job_upload_bytes")}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, routes=upload_limit)
+    app.add_middleware(v2.V2ErrorShape)  # outermost: errors from middleware on /v2 paths as {"error": "..."}
     return app

@@ -5,7 +5,10 @@ A private registry per app, so that tests can build several apps in one process 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -28,6 +31,43 @@ class ApiMetrics:
                                  ["state"], registry=r)  # fmt: skip
         self.jobs_submitted = Counter("dfi_jobs_submitted_total", "jobs accepted (invert and metrics)", registry=r)
         self.redis_up = Gauge("dfi_redis_up", "1 when the job queue's Redis answered the last check", registry=r)
+        # The Open Inference Protocol (/v2, service/routers/v2.py), named after Triton's nv_inference_request_*,
+        # nv_inference_count and nv_inference_exec_count; the two counts are read from dfi_inference_batch_size.
+        self.v2_requests = Counter("dfi_v2_inference_requests_total", "V2 infer requests by V2 model and outcome",
+                                   ["model", "outcome"], registry=r)  # fmt: skip
+        r.register(V2Counts(self.batch_size))
+
+
+class V2Counts:
+    """dfi_v2_inference_count_total and dfi_v2_inference_exec_count_total per V2 model (BUNDLE.GRAPH, version 1):
+    rows through the graph and graph executions (after micro-batching), whoever called it — the REST routes and /v2
+    share one batcher per graph. count / exec_count is the average batch size. Both are read at scrape time from
+    dfi_inference_batch_size (its _sum and _count), so they cannot drift from it."""
+
+    def __init__(self, batch_size: Histogram) -> None:
+        self.batch_size = batch_size
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        labels = ["model", "version"]
+        return (
+            CounterMetricFamily("dfi_v2_inference_count", "rows inferred per V2 model", labels=labels),
+            CounterMetricFamily("dfi_v2_inference_exec_count", "executions per V2 model (batches)", labels=labels),
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        count, executions = self._families()
+        for family in self.batch_size.collect():
+            for sample in family.samples:
+                name = f"{sample.labels['model']}.{sample.labels['graph']}"
+                if sample.name.endswith("_sum"):
+                    count.add_metric([name, "1"], sample.value)
+                elif sample.name.endswith("_count"):
+                    executions.add_metric([name, "1"], sample.value)
+        yield count
+        yield executions
 
 
 class WorkerMetrics:

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from service.deps import MetricsDep, RegistryDep, SettingsDep
-from service.errors import APIError
+from service.errors import APIError, shown
 from service.images import png_base64
 from service.inference import check_count, decode_and_invert, generate
 from service.schemas import FLOAT32_MAX, EditedPublic, EditRequest, EditResponse
@@ -44,7 +44,7 @@ async def edit(body: EditRequest, registry: RegistryDep, settings: SettingsDep, 
 
     if body.interpolate_steps is not None:
         if body.interpolate_steps > settings.max_interpolation_steps:
-            raise APIError(422, f"interpolate_steps {body.interpolate_steps} > max_interpolation_steps",
+            raise APIError(422, f"interpolate_steps {shown(body.interpolate_steps)} > max_interpolation_steps",
                            limit={"max_interpolation_steps": settings.max_interpolation_steps})  # fmt: skip
         if len(z) != 2 or body.directions or body.vector is not None:
             raise APIError(422, "interpolation takes exactly two latents or images and no directions/vector")

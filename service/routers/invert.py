@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from service.deps import MetricsDep, RegistryDep, SettingsDep
-from service.errors import APIError
+from service.errors import JSON_TYPE, APIError, is_json_type, json_object, unsupported_media_type
 from service.images import png_base64
 from service.inference import Deadline, check_refine_steps, decode_and_invert, generate
 from service.schemas import InversionPublic, InvertRequest, InvertResponse, Timings
@@ -70,9 +70,11 @@ async def _parse(request: Request, max_files: int) -> tuple[InvertRequest, list[
                 fields = {k: v for k, v in form.items() if k != "images" and isinstance(v, str)}
                 body = InvertRequest.model_validate({**fields, "images": ["-"] * len(files)})
                 return body, list(files)
-        if not content_type.startswith("application/json"):
-            raise APIError(415, f"send application/json or multipart/form-data, not {content_type or 'no type'!r}")
-        body = InvertRequest.model_validate_json(await request.body())
+        if not is_json_type(content_type):
+            raise unsupported_media_type(content_type, [JSON_TYPE, "multipart/form-data"])
+        # errors.json_object: the answers every JSON route gives (415, "invalid JSON: … at position N", "the JSON
+        # body must be an object with the fields …"); parsed by json like FastAPI's routes (+25 ms on 18 MiB).
+        body = InvertRequest.model_validate(json_object(await request.body(), InvertRequest))
         return body, list(body.images)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])

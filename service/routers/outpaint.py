@@ -14,7 +14,7 @@ from fastapi import APIRouter
 
 from dfi_core.bundle import ImageSpec
 from service.deps import RegistryDep, SettingsDep
-from service.errors import APIError
+from service.errors import APIError, shown
 from service.images import decode_base64, decode_image, png_base64, to_model_input
 from service.schemas import OutpaintRequest, OutpaintResponse, OutpaintSample
 
@@ -25,7 +25,7 @@ router = APIRouter(tags=["outpainting"])
 async def outpaint(body: OutpaintRequest, registry: RegistryDep, settings: SettingsDep) -> OutpaintResponse:
     model = registry.get(body.model)
     if body.samples > settings.max_latents_per_request:
-        raise APIError(422, f"samples {body.samples} > max_latents_per_request",
+        raise APIError(422, f"samples {shown(body.samples)} > max_latents_per_request",
                        limit={"max_latents_per_request": settings.max_latents_per_request})  # fmt: skip
     entry = model.bundle.manifest.graphs.outpaint
     if entry is None or "outpaint" not in model.graphs:
