@@ -56,7 +56,7 @@ class SweepSafeRedisQueue(RedisQueue):
     the still-QUEUED job for an orphan and aborts it — a fresh job lost at worker start-up. Here a non-ACTIVE job
     found in the active list is re-read after `DEQUEUE_GRACE_S`, and swept only if it is still not ACTIVE."""
 
-    DEQUEUE_GRACE_S = 1.0
+    DEQUEUE_GRACE_S = 1.5  # ≥ one beat interval of the shortest heartbeat used (3 s in the fault tests → 1 s)
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
         # SAQ's sweep (queue/redis.py) with the grace re-read; the same lock key keeps one sweeper at a time.
@@ -65,7 +65,7 @@ class SweepSafeRedisQueue(RedisQueue):
         ids = await self.redis.lrange(self._active, 0, -1)
         jobs = [self.deserialize(p) if p else None for p in (await self.redis.mget(ids) if ids else [])]
         swept: list[str] = []
-        unsure = []
+        unsure, stuck = [], []
         for job_id, job in zip(ids, jobs, strict=True):
             if job is None:  # the id outlived its job: drop it, as SAQ does
                 await self.redis.lrem(self._active, 0, job_id)
@@ -74,10 +74,18 @@ class SweepSafeRedisQueue(RedisQueue):
             elif job.status not in (Status.ACTIVE, Status.ABORTING):
                 unsure.append(job)
             elif job.stuck:
-                await self._sweep_job(job, abort)
-                swept.append(job.id)
-        if unsure:
+                stuck.append(job)
+        if unsure or stuck:
             await asyncio.sleep(self.DEQUEUE_GRACE_S)
+        for job in stuck:
+            # A live worker whose beats could not reach Redis (a restart) beats again within a beat interval
+            # (heartbeat / 3) of Redis coming back: re-read after the grace, and spare a job touched since —
+            # sweeping it would cost a live chunk an attempt (issue 19).
+            fresh = await self.job(job.key)
+            if fresh is not None and fresh.touched == job.touched and fresh.stuck:
+                await self._sweep_job(fresh, abort)
+                swept.append(fresh.id)
+        if unsure:
             for job in unsure:
                 fresh = await self.job(job.key)
                 still_active_list = job.id.encode() in await self.redis.lrange(self._active, 0, -1)
@@ -97,14 +105,15 @@ class SweepSafeRedisQueue(RedisQueue):
             await self.finish(job, Status.ABORTED, error=self.swept_error_message)
 
 
-def make_queue(settings: Settings) -> Queue:
+def make_queue(settings: Settings, patient: bool = False) -> Queue:
     # Our own client so that a dead Redis fails within REDIS_TIMEOUT_S instead of hanging a request. After a Redis
     # restart every pooled connection is dead: redis-py's Retry re-sends a command that met a closed connection on
     # a fresh one (and health checks probe idle ones), so a restart costs a job no attempt — it cost one of three
-    # when a heartbeat met "Connection closed by server" (issue 19). Bounded: 3 retries, 0.1–1 s apart.
+    # when a heartbeat met "Connection closed by server" (issue 19). The API retries 3 times (0.1–0.4 s: it answers
+    # 503 soon); a worker (`patient`) 10 times, 0.1–1 s apart (~7 s): SAQ's own finish/retry calls ride out a restart.
     client = aioredis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
                                socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=5,
-                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10 if patient else 3),
                                retry_on_error=[RedisConnectionError, RedisTimeoutError])  # fmt: skip
     return SweepSafeRedisQueue(client, name=settings.queue_name)
 
@@ -143,9 +152,9 @@ def error_line(text: str | None) -> str | None:
 
 
 class JobQueue:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, patient: bool = False) -> None:
         self.settings = settings
-        self.queue: Queue | None = make_queue(settings) if settings.redis_url else None
+        self.queue: Queue | None = make_queue(settings, patient) if settings.redis_url else None
 
     def _unavailable(self, why: str) -> APIError:
         return APIError(503, f"job queue unavailable: {why}; /invert, /edit and /outpaint still work")

@@ -33,7 +33,7 @@ def build_worker(settings: Settings) -> Worker:
     if not settings.redis_url:
         raise SystemExit("worker: REDIS_URL is not set (scripts/run.sh starts an embedded Redis and sets it)")
     metrics = WorkerMetrics()
-    jobs = JobQueue(settings)  # the worker's own SAQ queue: job records and merges go through the same client
+    jobs = JobQueue(settings, patient=True)  # the worker's SAQ queue; records and merges use the same client
     store = ResultStore(settings.results_dir)
 
     async def sweep_store() -> None:
