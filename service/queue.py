@@ -26,7 +26,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq import Job, Queue
 from saq.job import Status
 from saq.queue.redis import RedisQueue
@@ -111,10 +110,13 @@ def make_queue(settings: Settings, patient: bool = False) -> Queue:
     # a fresh one (and health checks probe idle ones), so a restart costs a job no attempt — it cost one of three
     # when a heartbeat met "Connection closed by server" (issue 19). The API retries 3 times (0.1–0.4 s: it answers
     # 503 soon); a worker (`patient`) 10 times, 0.1–1 s apart (~7 s): SAQ's own finish/retry calls ride out a restart.
+    # Connection errors only: a socket timeout is how SAQ's blocking dequeue (BLMOVE) returns to check for a stop,
+    # and retrying it held a SIGTERMed worker for its whole 30 s grace.
     client = aioredis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S,
                                socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=5,
-                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10 if patient else 3),
-                               retry_on_error=[RedisConnectionError, RedisTimeoutError])  # fmt: skip
+                               retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 10 if patient else 3,
+                                           supported_errors=(RedisConnectionError,)),
+                               retry_on_error=[RedisConnectionError])  # fmt: skip
     return SweepSafeRedisQueue(client, name=settings.queue_name)
 
 
