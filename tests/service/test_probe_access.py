@@ -88,6 +88,7 @@ def test_accepted_and_missing_keys_never_count_as_failures(api: LiveAPI) -> None
         assert wrong == [403] * 10 + [429]
 
 
+@pytest.mark.slow  # seconds of waiting on timeouts; run with -m slow
 def test_the_throttle_lifts_when_the_window_passes_and_can_be_turned_off(redis_url: str) -> None:
     assert Settings().auth_failure_limit == "10/minute"  # the shipped default
     settings = make_settings(redis_url, api_keys=[KEY], auth_failure_limit="3/2 seconds")
@@ -273,6 +274,7 @@ def test_silent_connections_and_stalled_headers_are_answered_408(api: LiveAPI) -
     no_tracebacks(api)
 
 
+@pytest.mark.slow  # seconds of waiting on timeouts; run with -m slow
 def test_a_body_that_stalls_is_answered_408_but_a_slow_steady_one_is_served(api: LiveAPI, fashion_test) -> None:
     with connect(api) as sock:
         send(sock, request("POST", "/invert", f"X-API-Key: {KEY}", "Content-Type: application/json",
@@ -330,6 +332,7 @@ def test_idle_keep_alive_connections_are_closed_after_the_setting(api: LiveAPI) 
         assert time.monotonic() - answered < 5  # uvicorn's default keep-alive (5 s) would not have closed it yet
 
 
+@pytest.mark.slow  # seconds of waiting on timeouts; run with -m slow
 def test_twenty_stalled_sockets_do_not_stop_a_normal_request(api: LiveAPI, fashion_test) -> None:
     body = {"images": [png_b64(image) for image in fashion_test.images[:4]]}
     with client_from(api, "127.0.0.5") as client:  # once before: the timing below measures serving, not warm-up

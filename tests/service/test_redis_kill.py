@@ -31,6 +31,7 @@ def _until(call, timeout: float = 60):  # noqa: ANN001, ANN202
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # ~40 s; the 20-run figure is benchmarks/redis_kill_runs.py
 def test_a_redis_sigkill_mid_job_spends_no_attempt_and_changes_nothing(tmp_path: Path, start_worker) -> None:
     port, folder = free_port(), tmp_path / "redis"
     redis = start(port, folder, appendonly=True)
