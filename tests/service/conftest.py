@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import signal
 import subprocess
@@ -127,9 +128,10 @@ def start_worker(tmp_path: Path) -> Iterator:
 class LiveAPI:
     """`python -m service` on a free port, over real HTTP."""
 
-    def __init__(self, settings: Settings, log: Path, **extra_env: str) -> None:
+    def __init__(self, settings: Settings, log: Path, models: tuple[str, ...] = ("fashion-mnist",),
+                 **extra_env: str) -> None:  # fmt: skip
         self.port = free_port()
-        env = process_env(settings, PORT=str(self.port), DFI_MODELS='["fashion-mnist"]', **extra_env)
+        env = process_env(settings, PORT=str(self.port), DFI_MODELS=json.dumps(list(models)), **extra_env)
         self.process = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT, stdout=log.open("ab"),
                                         stderr=subprocess.STDOUT)  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
@@ -147,6 +149,16 @@ class LiveAPI:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+def until_not_503(call, timeout: float = 20):  # noqa: ANN001, ANN201
+    """The first response that is not a 503 (Redis down or reconnecting: the client reconnects on its next command)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = call()
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
 
 
 def wait_for_job(get, job_id: str, timeout: float = 120, until=("complete", "failed", "aborted")) -> dict:

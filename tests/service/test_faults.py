@@ -14,19 +14,9 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.embedded_redis import free_port, start
-from tests.service.conftest import LiveAPI, make_settings, png_b64, wait_for_job
+from tests.service.conftest import LiveAPI, make_settings, png_b64, until_not_503, wait_for_job
 
 pytestmark = pytest.mark.e2e
-
-
-def _until_ok(call, timeout: float = 20):
-    """The first response that is not a 503 (the client reconnects to a restarted Redis on its next command)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = call()
-        if response.status_code != 503 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
 
 
 def test_queued_and_finished_jobs_survive_a_redis_restart(tmp_path: Path, start_worker) -> None:
@@ -47,9 +37,9 @@ def test_queued_and_finished_jobs_survive_a_redis_restart(tmp_path: Path, start_
             assert client.get(f"/jobs/{queued['id']}").status_code == 503  # down: job routes say so
             redis = start(port, folder, appendonly=True)
 
-            after = _until_ok(lambda: client.get(f"/jobs/{finished['id']}")).json()
+            after = until_not_503(lambda: client.get(f"/jobs/{finished['id']}")).json()
             assert after["status"] == "complete" and after["result"] == finished["result"]
-            assert _until_ok(lambda: client.get(f"/jobs/{queued['id']}")).json()["status"] == "queued"
+            assert until_not_503(lambda: client.get(f"/jobs/{queued['id']}")).json()["status"] == "queued"
             start_worker(settings)
             assert wait_for_job(client.get, queued["id"], timeout=90)["status"] == "complete"
     finally:

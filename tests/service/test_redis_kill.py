@@ -16,22 +16,11 @@ from saq.job import Status
 from service.app import create_app
 from service.embedded_redis import free_port, start
 from service.queue import JobQueue
-from tests.service.conftest import make_settings, wait_for_job
+from tests.service.conftest import make_settings, until_not_503, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
 
-def _until(call, timeout: float = 60):  # noqa: ANN001, ANN202
-    """The first answer that is not a 503 (Redis down or reconnecting)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = call()
-        if response.status_code != 503 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
-
-
-@pytest.mark.slow  # ~40 s; the 20-run figure is benchmarks/redis_kill_runs.py
 def test_a_redis_sigkill_mid_job_spends_no_attempt_and_changes_nothing(tmp_path: Path, start_worker) -> None:
     port, folder = free_port(), tmp_path / "redis"
     redis = start(port, folder, appendonly=True)
@@ -52,7 +41,7 @@ def test_a_redis_sigkill_mid_job_spends_no_attempt_and_changes_nothing(tmp_path:
             redis = start(port, folder, appendonly=True)
             done = time.monotonic() + 120
             while True:
-                job = _until(lambda: client.get(f"/jobs/{job_id}")).json()
+                job = until_not_503(lambda: client.get(f"/jobs/{job_id}"), timeout=60).json()
                 if job["status"] in ("complete", "failed"):
                     break
                 assert time.monotonic() < done, job

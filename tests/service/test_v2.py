@@ -13,11 +13,7 @@ import asyncio
 import gzip
 import json
 import math
-import subprocess
-import sys
-import time
 import zlib
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -36,9 +32,8 @@ from dfi_core.bundle import load_bundle
 from dfi_core.preprocessing import to_model_range
 from service import v2
 from service.app import create_app
-from service.embedded_redis import free_port
 from service.routers import v2 as v2_routes
-from tests.service.conftest import MODELS, ROOT, LiveAPI, make_settings, png_b64, process_env
+from tests.service.conftest import MODELS, LiveAPI, make_settings, png_b64
 
 KEY = "v2-test-key-0123456789"
 PUBLIC = ["/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"]
@@ -72,32 +67,11 @@ def with_v2(app: FastAPI) -> FastAPI:
     return app
 
 
-class LiveBoth(LiveAPI):
-    """`python -m service` serving both bundles (LiveAPI pins DFI_MODELS to fashion-mnist)."""
-
-    def __init__(self, settings, log: Path, **extra_env: str) -> None:  # noqa: ANN001
-        self.port = free_port()
-        env = process_env(settings, PORT=str(self.port), DFI_MODELS='["fashion-mnist", "emoji"]', **extra_env)
-        self.process = subprocess.Popen([sys.executable, "-m", "service"], env=env, cwd=ROOT, stdout=log.open("ab"),
-                                        stderr=subprocess.STDOUT)  # fmt: skip
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"API exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"API not ready in 60 s: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory):
-    api = LiveBoth(make_settings(redis_url), tmp_path_factory.mktemp("v2") / "api.log", DFI_API_KEYS=KEY,
-                   DFI_PUBLIC_PATHS=json.dumps(PUBLIC), DFI_MAX_IMAGES_PER_REQUEST=str(MAX_IMAGES),
-                   DFI_MAX_LATENTS_PER_REQUEST=str(MAX_LATENTS), DFI_REFINEMENT_WARM_UP="false")  # fmt: skip
+    api = LiveAPI(make_settings(redis_url), tmp_path_factory.mktemp("v2") / "api.log", ("fashion-mnist", "emoji"),
+                  DFI_API_KEYS=KEY, DFI_PUBLIC_PATHS=json.dumps(PUBLIC), DFI_MAX_IMAGES_PER_REQUEST=str(MAX_IMAGES),
+                  DFI_MAX_LATENTS_PER_REQUEST=str(MAX_LATENTS), DFI_REFINEMENT_WARM_UP="false")  # fmt: skip
     yield api
     api.stop()
 
