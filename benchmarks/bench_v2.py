@@ -12,9 +12,9 @@
    - `/invert` with multipart PNG files, and with JSON base64 PNGs (the default answer: latents + a reconstruction
      PNG per image), and JSON without the reconstruction (`return_reconstruction: false`, 1 image per request);
    - /invert JSON (1 image per request) and /v2 binary (16 images per request) on variants of the same service
-     (SERVICE_VARIANTS): ONNX Runtime's pool threads kept from spinning between calls, by DFI_INTRA_OP_THREADS=1
-     (a setting) or by session.intra_op.allow_spinning=0 (patched in by this script's launcher; no service file is
-     edited), and the latter without the two BaseHTTPMiddleware functions (an upper bound of a pure-ASGI rewrite).
+     (SERVICE_VARIANTS, settings only): ONNX Runtime's pool threads spinning between calls as ONNX Runtime's own
+     default has them (DFI_INTRA_OP_SPINNING=true; the service's default is off), and one intra-op thread
+     (DFI_INTRA_OP_THREADS=1).
    The API is a real `python -m service` process (its defaults: access log on, micro-batching on); the load generator
    (httpx, asyncio, pre-built bodies) runs in this process. All servers run at once (an idle one costs nothing) and
    every level, raw ONNX Runtime included, runs `--duration` seconds split into `--rounds` slices, one round going
@@ -156,61 +156,27 @@ def start_bare(log: Path) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-# Variants of the same service, each its own process: name → (extra environment, launcher patches). The patches are
-# applied by this script's launcher (`--serve-service-variant`) before `service.__main__.main` runs; no service file
-# is edited. "no_spinning": session.intra_op.allow_spinning = 0 on every onnxruntime.SessionOptions (ONNX Runtime's
-# pool threads sleep between calls instead of spinning on the cores the event loop and the load generator need: what
-# that one-line change to dfi_core/onnx_graph.py would do). "no_base_http_middleware": create_app without its two
-# @app.middleware("http") functions (request_context, security's access) — an upper bound of what rewriting them as
-# pure ASGI middleware can gain (request ids, metrics and the access checks are then missing).
-SERVICE_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "intra_op_threads_1": ({"DFI_INTRA_OP_THREADS": "1"}, ()),
-    "allow_spinning_0": ({}, ("no_spinning",)),
-    "allow_spinning_0_no_BaseHTTPMiddleware": ({}, ("no_spinning", "no_base_http_middleware")),
+# Variants of the same service, each its own process, by settings only: name → extra environment.
+# "intra_op_spinning_on": ONNX Runtime's own default (pool threads busy-wait between calls), which the service turned
+# off (DFI_INTRA_OP_SPINNING, default false); "intra_op_threads_1": one thread per operator (no pool to spin).
+SERVICE_VARIANTS: dict[str, dict[str, str]] = {
+    "intra_op_spinning_on": {"DFI_INTRA_OP_SPINNING": "true"},
+    "intra_op_threads_1": {"DFI_INTRA_OP_THREADS": "1"},
 }
 
 
-def serve_service_variant(name: str) -> None:
-    _, patches = SERVICE_VARIANTS[name]
-    if "no_spinning" in patches:
-        import onnxruntime as ort
-
-        class NoSpinning(ort.SessionOptions):
-            def __init__(self) -> None:
-                super().__init__()
-                self.add_session_config_entry("session.intra_op.allow_spinning", "0")
-
-        ort.SessionOptions = NoSpinning
-    if "no_base_http_middleware" in patches:
-        import service.app
-
-        create_app = service.app.create_app
-
-        def without_base_http_middleware(settings: Any = None) -> Any:
-            app = create_app(settings)
-            app.user_middleware = [m for m in app.user_middleware if "dispatch" not in m.kwargs]
-            return app
-
-        service.app.create_app = without_base_http_middleware
-    from service.__main__ import main as service_main
-
-    sys.argv = [sys.argv[0]]
-    service_main()
-
-
-def start_api(log: Path, variant: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_api(log: Path, variant: str | None = None, code: Path = ROOT) -> tuple[subprocess.Popen, str]:
     """`python -m service` with its defaults (log level info: uvicorn's access log on), one bundle, no Redis; or one
-    of SERVICE_VARIANTS."""
+    of SERVICE_VARIANTS; `code`: a folder holding another version's service/ and dfi_core/ (`--before`), serving
+    this checkout's bundles."""
     port = free_port()
-    extra = SERVICE_VARIANTS[variant][0] if variant else {}
+    extra = SERVICE_VARIANTS.get(variant or "", {})
     env = {**os.environ, "PORT": str(port), "DFI_MODELS": json.dumps([MODEL]), "DFI_REFINEMENT_WARM_UP": "false",
-           **extra}  # fmt: skip
+           "DFI_MODELS_DIR": str(ROOT / "models"), "PYTHONPATH": str(code), **extra}  # fmt: skip
     env.pop("REDIS_URL", None)
-    patched_launch = variant is not None and SERVICE_VARIANTS[variant][1]
-    command = [sys.executable, __file__, "--serve-service-variant", variant] if patched_launch else [
-        sys.executable, "-m", "service"]  # fmt: skip
+    command = [sys.executable, "-m", "service"]
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, cwd=code, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_ready(process, f"{url}/readyz")
     return process, url
@@ -444,65 +410,16 @@ def raw_onnx(graph: Any, images: np.ndarray, batches: list[int]) -> dict[str, fl
 # --- Profile: /invert at one image per request, in this process -------------------------------------------------
 
 
-async def _async_settings(request: Any) -> Any:
-    return request.app.state.settings
-
-
-async def _async_registry(request: Any) -> Any:
-    return request.app.state.registry
-
-
-async def _async_metrics(request: Any) -> Any:
-    return request.app.state.metrics
-
-
-@contextlib.contextmanager
-def async_dependencies(app: Any) -> Iterator[int]:
-    """service/deps.py's sync dependencies swapped for async ones on `app`'s routes while the block runs (FastAPI
-    runs a sync dependency in its thread pool: a thread round trip each); yields how many were swapped. FastAPI
-    0.165 keeps one dependant per inclusion of a router (`_IncludedRouter.effective_candidates`): those are
-    swapped, so other apps of this process keep theirs."""
-    from service import deps
-
-    swap = {deps._settings: _async_settings, deps._registry: _async_registry, deps._metrics: _async_metrics}
-    swapped: list[tuple[Any, Any]] = []
-
-    def walk_dependant(dependant: Any) -> None:
-        for sub in dependant.dependencies:
-            if sub.call in swap:
-                swapped.append((sub, sub.call))
-                sub.call = swap[sub.call]
-            walk_dependant(sub)
-
-    def walk_routes(routes: list[Any]) -> None:
-        for route in routes:
-            if hasattr(route, "effective_candidates"):  # an included router
-                walk_routes(route.effective_candidates())
-            elif getattr(route, "dependant", None) is not None:
-                walk_dependant(route.dependant)
-
-    walk_routes(app.routes)
-    try:
-        yield len(swapped)
-    finally:
-        for sub, call in swapped:
-            sub.call = call
-
-
 def build_app(settings: Any, drop: set[str] = frozenset()) -> tuple[Any, Any]:
     """(the ASGI app, the FastAPI app): create_app(settings) without the middleware named in `drop` (V2ErrorShape,
-    BodyLimit, request_context, access), wrapped in ReadTimeout as `python -m service` does unless "ReadTimeout"
+    BodyLimit, RequestContext, AccessControl), wrapped in ReadTimeout as `python -m service` does unless "ReadTimeout"
     is dropped."""
     from service.app import create_app
     from service.timeouts import ReadTimeout
 
     app = create_app(settings)
 
-    def name(middleware: Any) -> str:
-        dispatch = middleware.kwargs.get("dispatch")
-        return dispatch.__name__ if dispatch is not None else middleware.cls.__name__
-
-    app.user_middleware = [m for m in app.user_middleware if name(m) not in drop]
+    app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ not in drop]
     return (app if "ReadTimeout" in drop else ReadTimeout(app, settings.request_read_timeout_s)), app
 
 
@@ -551,10 +468,11 @@ def profile_invert(images: np.ndarray, requests: int, cprofile_requests: int) ->
         "no_ReadTimeout": build_app(settings, {"ReadTimeout"}),
         "no_V2ErrorShape": build_app(settings, {"V2ErrorShape"}),
         "no_BodyLimit": build_app(settings, {"BodyLimit"}),
-        "no_security_access": build_app(settings, {"access"}),
-        "no_request_context": build_app(settings, {"request_context"}),
-        "no_BaseHTTPMiddleware": build_app(settings, {"access", "request_context"}),
-        "no_middleware": build_app(settings, {"ReadTimeout", "V2ErrorShape", "BodyLimit", "access", "request_context"}),
+        "no_AccessControl": build_app(settings, {"AccessControl"}),
+        "no_RequestContext": build_app(settings, {"RequestContext"}),
+        "no_middleware": build_app(
+            settings, {"ReadTimeout", "V2ErrorShape", "BodyLimit", "AccessControl", "RequestContext"}
+        ),
         "floor": (Floor(), None),
     }
 
@@ -573,11 +491,9 @@ def profile_invert(images: np.ndarray, requests: int, cprofile_requests: int) ->
         "no_ReadTimeout": (apps["no_ReadTimeout"], json_bodies, json_type, contextlib.nullcontext),
         "no_V2ErrorShape": (apps["no_V2ErrorShape"], json_bodies, json_type, contextlib.nullcontext),
         "no_BodyLimit": (apps["no_BodyLimit"], json_bodies, json_type, contextlib.nullcontext),
-        "no_security_access": (apps["no_security_access"], json_bodies, json_type, contextlib.nullcontext),
-        "no_request_context": (apps["no_request_context"], json_bodies, json_type, contextlib.nullcontext),
-        "no_BaseHTTPMiddleware": (apps["no_BaseHTTPMiddleware"], json_bodies, json_type, contextlib.nullcontext),
+        "no_AccessControl": (apps["no_AccessControl"], json_bodies, json_type, contextlib.nullcontext),
+        "no_RequestContext": (apps["no_RequestContext"], json_bodies, json_type, contextlib.nullcontext),
         "no_middleware": (apps["no_middleware"], json_bodies, json_type, contextlib.nullcontext),
-        "async_dependencies": (apps["full"], json_bodies, json_type, lambda: async_dependencies(full[1])),
         "decode_inline": (apps["full"], json_bodies, json_type,
                           lambda: patched(service.inference, "in_thread", inline_thread)),
         "no_micro_batcher": (apps["full"], json_bodies, json_type, lambda: patched(LoadedModel, "run", inline_run)),
@@ -659,7 +575,7 @@ def profile_invert(images: np.ndarray, requests: int, cprofile_requests: int) ->
 
 GROUPS = [  # (group, path fragments of the file a function lives in); first match wins
     ("idle (epoll wait)", ("select.epoll",)),
-    ("starlette BaseHTTPMiddleware (request_context, access)", ("starlette/middleware/base.py",)),
+    ("starlette BaseHTTPMiddleware (none left in the service)", ("starlette/middleware/base.py",)),
     ("anyio (task groups, streams, to_thread)", ("anyio/", "sniffio/")),
     ("httpx client + ASGITransport (load side)", ("httpx/", "httpcore/", "h11/")),
     ("PIL (PNG decode + encode)", ("PIL/", "Imaging", "zlib")),
@@ -782,7 +698,7 @@ def components(images: np.ndarray, settings: Any) -> dict:
                 InversionPublic(latent=z[0].tolist(), method="dfi", reconstruction_png="x")], timings=Timings()),
             "FastAPI serialize_response (validate + dump, response_model)": lambda: _drive(serialize_response(
                 field=route.response_field, response_content=response, dump_json=True)),
-            "Prometheus: counter + histogram (request_context)": lambda: (
+            "Prometheus: counter + histogram (RequestContext)": lambda: (
                 metrics.requests.labels("/invert", "POST", "200").inc(),
                 metrics.latency.labels("/invert", "POST").observe(0.004)),
             "uuid4().hex (request id)": lambda: uuid.uuid4().hex,
@@ -809,14 +725,11 @@ def main() -> None:
     parser.add_argument("--cprofile-requests", type=int, default=600)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument("--before", metavar="GIT_REF", help="also serve this commit's service, side by side")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-service-variant", choices=list(SERVICE_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)
-        return
-    if args.serve_service_variant:
-        serve_service_variant(args.serve_service_variant)
         return
     import onnxruntime
 
@@ -853,10 +766,12 @@ def main() -> None:
         paths = [("raw_onnx", "raw", [(1, n) for n in per_request]), ("bare", "bare", levels),
                  *((path, "service", levels) for path in PATHS[1:]),
                  ("invert_json_latents_only", "service", only)]  # fmt: skip
-        for variant in SERVICE_VARIANTS:
+        variants = [*SERVICE_VARIANTS, *(["before"] if args.before else [])]
+        for variant in variants:
             paths.append((f"{variant}/invert_json", variant, only))
-            if "BaseHTTP" not in variant:
-                paths.append((f"{variant}/v2_binary", variant, big))
+            paths.append((f"{variant}/v2_binary", variant, big))
+        if args.before:
+            paths.append(("before/invert_multipart", "before", only))
         plan = [(key, server, c, n) for level in levels for key, server, keys in paths for c, n in [level]
                 if level in keys]  # fmt: skip
         servers: dict[str, tuple[subprocess.Popen, str]] = {}
@@ -869,6 +784,13 @@ def main() -> None:
                 servers["service"] = start_api(log)
                 for variant in SERVICE_VARIANTS:
                     servers[variant] = start_api(log, variant)
+                if args.before:  # the service as it was at another commit: its service/ and dfi_core/ only
+                    code = Path(folder) / "before"
+                    code.mkdir()
+                    archive = subprocess.run(["git", "archive", args.before, "service", "dfi_core"], cwd=ROOT,
+                                             check=True, capture_output=True).stdout  # fmt: skip
+                    subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+                    servers["before"] = start_api(log, "before", code)
                 url = servers["service"][1]
                 x_big = to_model_range(images[: max(per_request)])
                 checks["tritonclient"] = triton_client_check(url, x_big, graph.input_name, graph.output_name,
@@ -891,7 +813,14 @@ def main() -> None:
         raw_interleaved = {k.split("x")[1]: v for k, v in http["raw_onnx"].items()}
         results["service_variants"] = {variant: {key.split("/")[1]: value for key, value in http.items()
                                                  if key.startswith(variant + "/")}
-                                       for variant in SERVICE_VARIANTS}  # fmt: skip
+                                       for variant in variants}  # fmt: skip
+        if args.before:
+            results["before"] = {
+                "commit": subprocess.run(
+                    ["git", "rev-parse", args.before], cwd=ROOT, check=True, capture_output=True, text=True
+                ).stdout.strip(),
+                "note": "service_variants.before: that commit's service/ and dfi_core/, defaults",
+            }
     else:
         raw_interleaved = {}
     raw_end = raw_onnx(graph, images, batches)
@@ -952,6 +881,13 @@ def ratios(results: dict, raw: dict[str, float], clients: list[int], per_request
             value = levels[level]["images_per_s"]
             out[f"{variant}/invert_json_{one}_over_baseline_{BASELINE_INVERT_IMAGES_PER_S:g}"] = {
                 "value": round(value / BASELINE_INVERT_IMAGES_PER_S, 3), "target": 2.0, "level": level}  # fmt: skip
+    before = results.get("service_variants", {}).get("before")
+    if before:  # side by side, same run, same level: the speed-up over the code at --before
+        for path in ("invert_json", "invert_multipart", "v2_binary"):
+            for level, now in http[path].items():
+                if level in before.get(path, {}):
+                    ratio = now["images_per_s"] / before[path][level]["images_per_s"]
+                    out[f"{path}_{level}_over_before"] = round(ratio, 3)
     return out
 
 

@@ -48,6 +48,10 @@ class OnnxGraph:
     providers: ONNX Runtime execution providers in order of preference (default: CUDA if available, then CPU);
         `provider` records the one the session actually uses (ONNX Runtime falls back silently).
     intra_op_threads: threads for one operator (None: ONNX Runtime's default, all cores).
+    allow_spinning: whether the intra-op pool threads busy-wait for work after each call (ONNX Runtime's
+        `session.intra_op.allow_spinning`; None: its default, on). A server between small calls wants it off: the
+        spinning threads eat the cores the event loop, decoding and encoding need (benchmarks/README.md, "Serving
+        paths side by side": /invert at one image per request 174 → 240 images/s with it off, on 2 cores).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class OnnxGraph:
         providers: Sequence[str] | None = None,
         intra_op_threads: int | None = None,
         name: str | None = None,
+        allow_spinning: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -68,6 +73,8 @@ class OnnxGraph:
             if intra_op_threads < 1:
                 raise ValueError(f"intra_op_threads must be ≥ 1, got {intra_op_threads}")
             options.intra_op_num_threads = intra_op_threads
+        if allow_spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         self.requested_providers = list(providers) if providers is not None else default_providers()
         self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.requested_providers)
         self.providers: list[str] = list(self.session.get_providers())

@@ -101,6 +101,51 @@ class BodyLimit:
         await response(scope, None, send)  # type: ignore[arg-type]
 
 
+class RequestContext:
+    """Pure ASGI: the request id (the caller's sane `X-Request-ID`, else a new one) in `scope["state"]` and on every
+    response, and the request counted and timed by route template in Prometheus.
+
+    Pure ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app in a task group
+    and re-wraps every response in a streaming one; with the access check it cost 23 % of /invert's per-request
+    CPU at one image per request (benchmarks/README.md, "Serving paths side by side").
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        start, status, started = time.perf_counter(), 500, False  # 500: the app raised before answering
+
+        async def stamped(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                message["headers"] = [*(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
+                                      header]  # fmt: skip
+            await send(message)
+
+        try:
+            await self.app(scope, receive, stamped)
+        except Exception as error:  # BodyLimit's 413, raised while the route reads the body, perhaps in a group
+            found = error if isinstance(error, errors.APIError) else errors.body_limit_error(error)
+            if found is None or started:
+                raise  # a bug: ServerErrorMiddleware (outside) answers 500 with the id from scope["state"]
+            response = JSONResponse(errors.error_body(Request(scope), found.message, found.limit),
+                                    status_code=found.status)  # fmt: skip
+            await response(scope, receive, stamped)
+        finally:
+            label = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(label, scope["method"]).observe(time.perf_counter() - start)
+
+
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 
 
@@ -169,26 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ResultStore(settings.results_dir)
     app.state.metrics = metrics
     errors.install(app)
-    security.install(app, settings)  # inside request_context below: 401/403/429 still get ids and are counted
-
-    @app.middleware("http")
-    async def request_context(request: Request, call_next):  # noqa: ANN001, ANN202
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as error:  # BodyLimit's 413, raised while the route reads the body, perhaps in a group
-            found = error if isinstance(error, errors.APIError) else errors.body_limit_error(error)
-            if found is None:
-                raise
-            response = JSONResponse(errors.error_body(request, found.message, found.limit), status_code=found.status)
-        route = request.scope.get("route")
-        label = getattr(route, "path", "unmatched")
-        metrics.requests.labels(label, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(label, request.method).observe(time.perf_counter() - start)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    security.install(app, settings)  # inside RequestContext below: 401/403/429 still get ids and are counted
 
     for router in (invert.router, edit.router, outpaint.router, jobs.router, models.router, health.router, v2.router):
         app.include_router(router)
@@ -196,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     page.mount_static(app)
     # The job upload streams to the result store with its own, larger limit (counted while streaming, too).
     upload_limit = {"/jobs/upload": (settings.max_job_upload_bytes, "max_job_upload_bytes")}
+    app.add_middleware(RequestContext, metrics=metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, routes=upload_limit)
     app.add_middleware(v2.V2ErrorShape)  # outermost: errors from middleware on /v2 paths as {"error": "..."}
     return app

@@ -299,7 +299,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Rendered by ServerErrorMiddleware, outside app.RequestContext: the id header is set here.
+        request_id = getattr(request.state, "request_id", None)
+        headers = {"X-Request-ID": request_id} if request_id else None
         if (too_large := body_limit_error(error)) is not None:
-            return answer(request, too_large)
+            return answer(request, too_large, headers)
         log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return JSONResponse(error_body(request, f"internal error ({type(error).__name__})"), status_code=500)
+        return JSONResponse(error_body(request, f"internal error ({type(error).__name__})"), status_code=500,
+                            headers=headers)  # fmt: skip

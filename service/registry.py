@@ -125,7 +125,12 @@ def load_model(folder: Path, settings: Settings, metrics: ApiMetrics) -> LoadedM
     for graph in SERVED_GRAPHS:
         if graph not in bundle.manifest.graphs.entries():
             continue
-        session = bundle.open_graph(graph, providers=settings.providers, intra_op_threads=settings.intra_op_threads)
+        session = bundle.open_graph(
+            graph,
+            providers=settings.providers,
+            intra_op_threads=settings.intra_op_threads,
+            allow_spinning=settings.intra_op_spinning,
+        )
         graphs[graph] = session
         metrics.provider.labels(bundle.name, graph, session.provider).set(1)
         if len(session.input_names) != 1:

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import error_body
 from service.settings import Settings
@@ -49,20 +50,41 @@ def match_key(candidate: str, keys: list[str]) -> int | None:
     return found
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    limiter = MovingWindowRateLimiter(MemoryStorage()) if settings.rate_limit else None
-    rate = parse(settings.rate_limit) if settings.rate_limit else None
-    # Wrong keys per client IP (its own storage: a client's failures never eat into a key's rate limit).
-    failure_rate = parse(settings.auth_failure_limit) if settings.api_keys and settings.auth_failure_limit else None
-    failures = MovingWindowRateLimiter(MemoryStorage()) if failure_rate is not None else None
+class AccessControl:
+    """Pure ASGI (not `@app.middleware("http")`, whose task group and response re-wrapping cost most of the
+    per-request time at one image per request: app.RequestContext): keys, the wrong-key throttle and rate limits,
+    answered before the app sees the request. The identity (`key#N` or `ip:ADDRESS`) goes to
+    `scope["state"]["identity"]`."""
 
-    @app.middleware("http")
-    async def access(request: Request, call_next):  # noqa: ANN001, ANN202
-        path = request.url.path
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.limiter = MovingWindowRateLimiter(MemoryStorage()) if settings.rate_limit else None
+        self.rate = parse(settings.rate_limit) if settings.rate_limit else None
+        # Wrong keys per client IP (its own storage: a client's failures never eat into a key's rate limit).
+        self.failure_rate = (parse(settings.auth_failure_limit)
+                             if settings.api_keys and settings.auth_failure_limit else None)  # fmt: skip
+        self.failures = MovingWindowRateLimiter(MemoryStorage()) if self.failure_rate is not None else None
+
+    def public(self, scope: Scope) -> bool:
         # The page and its static files hold no data and a browser cannot send a key when it loads them; the page's
         # own API calls carry the key the user pastes in.
-        if path in settings.public_paths or path == "/" or path.startswith("/static/") or request.method == "OPTIONS":
-            return await call_next(request)
+        path = scope["path"]
+        return (path in self.settings.public_paths or path == "/" or path.startswith("/static/")
+                or scope["method"] == "OPTIONS")  # fmt: skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.public(scope):
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(Request(scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def refusal(self, request: Request) -> JSONResponse | None:
+        """The 401/403/429 for this request, or None (then its identity is in the request's state)."""
+        settings, failures, failure_rate = self.settings, self.failures, self.failure_rate
         client_ip = request.client.host if request.client else "unknown"
         identity = f"ip:{client_ip}"
         if settings.api_keys:
@@ -84,13 +106,17 @@ def install(app: FastAPI, settings: Settings) -> None:
                 return JSONResponse(error_body(request, "API key not accepted"), status_code=403)
             identity = f"key#{index}"
         request.state.identity = identity
-        if limiter is not None and rate is not None and not limiter.hit(rate, identity):
-            reset, _ = limiter.get_window_stats(rate, identity)
+        if self.limiter is not None and self.rate is not None and not self.limiter.hit(self.rate, identity):
+            reset, _ = self.limiter.get_window_stats(self.rate, identity)
             retry = max(1, math.ceil(reset - time.time()))
-            return JSONResponse(error_body(request, f"rate limit exceeded for {identity}", {"rate_limit": str(rate)}),
+            return JSONResponse(error_body(request, f"rate limit exceeded for {identity}",
+                                           {"rate_limit": str(self.rate)}),
                                 status_code=429, headers={"Retry-After": str(retry)})  # fmt: skip
-        return await call_next(request)
+        return None
 
+
+def install(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(AccessControl, settings=settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],

@@ -154,6 +154,23 @@ def test_prometheus_metrics_count_requests_batches_and_providers(client: TestCli
     assert 'dfi_job_queue_depth{state="queued"}' in text and "dfi_redis_up 1.0" in text
 
 
+def test_an_unexpected_error_is_a_500_with_the_request_id_and_counted(redis_url: str) -> None:
+    # A bug in a route (simulated: a route that raises; no real input produces one, which is the point) must still
+    # answer with the request's id in body and header, and be counted as a 500 by the pure-ASGI RequestContext.
+    app = create_app(make_settings(redis_url))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "trace-500"})
+        assert response.status_code == 500 and response.headers["X-Request-ID"] == "trace-500"
+        assert response.json()["error"] == {"message": "internal error (RuntimeError)", "request_id": "trace-500"}
+        text = client.get("/metrics").text
+        assert 'dfi_http_requests_total{method="GET",route="/boom",status="500"} 1.0' in text
+
+
 def test_openapi_documents_every_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/invert", "/edit", "/outpaint", "/jobs", "/jobs/upload", "/jobs/{job_id}", "/models", "/readyz"):
