@@ -103,7 +103,8 @@ class BodyLimit:
 
 class RequestContext:
     """Pure ASGI: the request id (the caller's sane `X-Request-ID`, else a new one) in `scope["state"]` and on every
-    response, and the request counted and timed by route template in Prometheus.
+    response, and the request counted and timed by route template in Prometheus: by the status sent, 408 when
+    timeouts.ReadTimeout (outside) answered a stalled body, 499 when nobody answered (the client went away).
 
     Pure ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the app in a task group
     and re-wraps every response in a streaming one; with the access check it cost 23 % of /invert's per-request
@@ -121,12 +122,12 @@ class RequestContext:
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
-        start, status, started = time.perf_counter(), 500, False  # 500: the app raised before answering
+        start, status, started = time.perf_counter(), "499", False  # 499: nobody answered (the client went)
 
         async def stamped(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
-                status, started = message["status"], True
+                status, started = str(message["status"]), True
                 message["headers"] = [*(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
                                       header]  # fmt: skip
             await send(message)
@@ -136,13 +137,16 @@ class RequestContext:
         except Exception as error:  # BodyLimit's 413, raised while the route reads the body, perhaps in a group
             found = error if isinstance(error, errors.APIError) else errors.body_limit_error(error)
             if found is None or started:
-                raise  # a bug: ServerErrorMiddleware (outside) answers 500 with the id from scope["state"]
+                status = "500"  # a bug: ServerErrorMiddleware (outside) answers 500 with the id from scope["state"]
+                raise
             response = JSONResponse(errors.error_body(Request(scope), found.message, found.limit),
                                     status_code=found.status)  # fmt: skip
             await response(scope, receive, stamped)
         finally:
+            if scope["state"].get("read_timed_out"):
+                status = "408"  # timeouts.ReadTimeout (outside) answered; what the app did after is dropped
             label = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.requests.labels(label, scope["method"], status).inc()
             self.metrics.latency.labels(label, scope["method"]).observe(time.perf_counter() - start)
 
 

@@ -275,6 +275,12 @@ def install(app: FastAPI) -> None:
     async def _api_error(request: Request, error: APIError) -> JSONResponse:
         return answer(request, error)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, error: ClientDisconnect) -> JSONResponse:
+        # The client left while its body was read, or timeouts.ReadTimeout gave up on a stalled body (its 408 went
+        # out, and it drops this answer). Nobody reads it: not a bug, no traceback in the log.
+        return answer(request, APIError(400, "the client disconnected before its request body was received"))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         return answer(request, await _validation_error(request, error))

@@ -129,6 +129,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "DFI_REDIS_URL"),
         description="Redis for the job queue; unset → `scripts/run.sh` starts an embedded one",
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        # Checked here, not at the first connection: redis-py's ValueError then surfaces as a start-up traceback.
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            shown = value.rsplit("@", 1)[-1][:80]  # never a password in the message (user:password@host)
+            raise ValueError(f"must start with redis://, rediss:// or unix:// (got {shown!r})")
+        return value
+
     queue_name: str = Field("dfi-metrics", description="SAQ queue (Redis key prefix) shared by API and workers")
     results_dir: Path = Field(
         Path("runs/results"), description="result store: uploads, chunk files and results (shared by API and workers)"

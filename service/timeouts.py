@@ -79,6 +79,7 @@ class ReadTimeout:
                     message = await receive()
             except TimeoutError:
                 timed_out = True
+                scope.setdefault("state", {})["read_timed_out"] = True  # app.RequestContext counts it as a 408
                 client = (scope.get("client") or ("?",))[0]
                 log.info("%s %s %s: 408, body stalled for %g s", client, scope["method"], scope["path"], self.timeout_s)
                 if not started:

@@ -172,6 +172,9 @@ def test_bad_settings_stop_both_processes_with_one_line_per_problem() -> None:
         ("service", (("DFI_API_KEYS", f"{SECRET},short-secret"),)): [
             "settings: DFI_API_KEYS: each key must be at least 16 characters (1 of 2 shorter)"
         ],
+        ("service", (("REDIS_URL", "5"),)): [
+            "settings: REDIS_URL: must start with redis://, rediss:// or unix:// (got '5')"
+        ],
         ("service", (("DFI_PUBLIC_PATHS", "{"),)): [
             'settings: DFI_PUBLIC_PATHS: not valid JSON (give a JSON list, e.g. ["a", "b"]): '
             "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
@@ -288,6 +291,9 @@ def test_a_body_that_stalls_is_answered_408_but_a_slow_steady_one_is_served(api:
         assert error["request_id"] == headers["x-request-id"]
         assert TIMEOUT_S - 0.5 <= waited <= TIMEOUT_S + SLACK_S, waited  # 0.5 s: as above
         assert closed_by_server(sock, SLACK_S)
+    metrics = httpx.get(f"{api.url}/metrics", headers={"X-API-Key": KEY}, timeout=5).text
+    assert 'dfi_http_requests_total{method="POST",route="/invert",status="408"} 1.0' in metrics  # as answered
+    assert 'route="/invert",status="500"' not in metrics
     # The timeout is for a body that stops, not a slow one: five pieces, one every TIMEOUT_S / 2, take longer than
     # TIMEOUT_S in all and are served.
     payload = json.dumps({"images": [png_b64(fashion_test.images[0])]}).encode()
