@@ -22,8 +22,9 @@
    alike. Per level: images/s, p50 and p99 request latency, and the CPU the server and the load generator used per
    image (from /proc and process_time);
 3. a profile of `/invert` at 1 image per request, the app in this process (httpx.ASGITransport, sequential):
-   a. ablation: the same request with one piece removed or bypassed (each middleware, the sync dependencies' thread
-      hops, the decode thread, the micro-batcher, the reconstruction PNG), one request of each in turn (paired); the
+   a. ablation: the same request with one piece removed or bypassed (each middleware, the decode thread, the
+      micro-batcher — graph calls on the event loop, or a bare thread-pool call in its place — the reconstruction
+      PNG), one request of each in turn (paired); the
       marginal cost of a piece is the median of the paired differences;
    b. the components timed alone (JSON, pydantic, base64 + PNG decode, ONNX Runtime, PNG encode, response
       serialisation, Prometheus, uvicorn's access-log line);
@@ -53,6 +54,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -483,6 +485,12 @@ def profile_invert(images: np.ndarray, requests: int, cprofile_requests: int) ->
         session = self.graphs[graph]
         return session.session.run([session.output_name], {session.input_name: session.validate(array)})[0]
 
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    async def pool_run(self: Any, graph: str, array: np.ndarray) -> np.ndarray:  # the batcher's thread hop alone
+        session = self.graphs[graph]
+        return await asyncio.get_running_loop().run_in_executor(pool, session, array)
+
     constant_png = "iVBORw0KGgo="
 
     # name → (app, bodies, headers, patch)
@@ -497,6 +505,8 @@ def profile_invert(images: np.ndarray, requests: int, cprofile_requests: int) ->
         "decode_inline": (apps["full"], json_bodies, json_type,
                           lambda: patched(service.inference, "in_thread", inline_thread)),
         "no_micro_batcher": (apps["full"], json_bodies, json_type, lambda: patched(LoadedModel, "run", inline_run)),
+        "thread_pool_not_batcher": (apps["full"], json_bodies, json_type,
+                                    lambda: patched(LoadedModel, "run", pool_run)),
         "png_encode_stubbed": (apps["full"], json_bodies, json_type,
                                lambda: patched(service.routers.invert, "png_base64", lambda image: constant_png)),
         "no_reconstruction": (apps["full"], no_recon, json_type, contextlib.nullcontext),

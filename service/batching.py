@@ -4,7 +4,9 @@ As Triton's dynamic batcher and Ray Serve's `@serve.batch`: a merged call holds 
 runs one call at a time on its own thread (so the event loop never blocks), and requests that arrive while a call
 runs are merged into the next one. `max_delay` > 0 additionally holds a lone request that long for company —
 worth it only when a graph call costs far more than the wait (large models, GPUs); the default is 0, which adds
-no latency at low load and still merges under load. Written by hand because neither of those runs inside a
+no latency at low load and still merges under load. A request that finds the graph idle and nobody queued runs at
+once, without the queue and the batching task's wake-up (nothing to merge it with): at low load the batcher costs
+no more than a direct thread-pool call. Written by hand because neither of those runs inside a
 FastAPI process without bringing its own server, and the logic is a queue plus a loop.
 """
 
@@ -43,6 +45,8 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
+        self._idle: asyncio.Event | None = None  # set while no graph call of this batcher runs
+        self._waiting = 0  # callers queued or held by the batching task, not yet in a graph call
 
     async def __call__(self, array: np.ndarray) -> np.ndarray:
         loop = asyncio.get_running_loop()
@@ -50,13 +54,29 @@ class MicroBatcher:
             if self.on_batch:
                 self.on_batch(len(array))
             return await loop.run_in_executor(self._executor, self._run_chunked, array)
+        if self._idle is None:
+            self._idle = asyncio.Event()
+            self._idle.set()
+        if self._idle.is_set() and not self.max_delay_s and not self._waiting:
+            return await self._run_alone(loop, array)
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._loop())
         future: asyncio.Future = loop.create_future()
         assert self._queue is not None
+        self._waiting += 1
         await self._queue.put(_Item(array, future))
         return await future
+
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, array: np.ndarray) -> np.ndarray:
+        assert self._idle is not None
+        self._idle.clear()  # callers arriving meanwhile queue up; the batching task merges them once this is done
+        try:
+            if self.on_batch:
+                self.on_batch(len(array))
+            return await loop.run_in_executor(self._executor, self.run, array)
+        finally:
+            self._idle.set()
 
     def _run_chunked(self, array: np.ndarray) -> np.ndarray:
         parts = [self.run(array[i : i + self.max_batch]) for i in range(0, len(array), self.max_batch)]
@@ -67,6 +87,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
+            assert self._idle is not None
+            await self._idle.wait()  # a lone call (`_run_alone`) is running: what queues meanwhile is merged after it
             items, rows = [first], len(first.array)
             deadline = time.monotonic() + self.max_delay_s
             while rows < self.max_batch:
@@ -86,12 +108,15 @@ class MicroBatcher:
             await self._run(loop, items)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
+        self._waiting -= len(items)
         live = [item for item in items if not item.future.cancelled()]
         if not live:
             return
         merged = np.concatenate([item.array for item in live]) if len(live) > 1 else live[0].array
         if self.on_batch:
             self.on_batch(len(merged))
+        assert self._idle is not None
+        self._idle.clear()
         try:
             output = await loop.run_in_executor(self._executor, self.run, merged)
         except Exception as error:  # every waiting caller sees the error, none hangs
@@ -99,6 +124,8 @@ class MicroBatcher:
                 if not item.future.done():
                     item.future.set_exception(error)
             return
+        finally:
+            self._idle.set()
         start = 0
         for item in live:
             stop = start + len(item.array)

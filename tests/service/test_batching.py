@@ -66,3 +66,24 @@ def test_an_error_reaches_every_waiting_caller_and_the_batcher_recovers() -> Non
     first, second = run(main())
     assert all(isinstance(r, RuntimeError) for r in first)
     assert second.shape == (2, 1)
+
+
+def test_a_lone_call_skips_the_queue_and_callers_arriving_meanwhile_are_merged_after_it() -> None:
+    sizes: list[int] = []
+    batcher = MicroBatcher(affine, max_batch=64, max_delay_s=0.0, on_batch=sizes.append)
+    inputs = [np.full((n, 2), float(i), dtype=np.float32) for i, n in enumerate([3, 1, 2, 4, 1])]
+
+    async def main() -> tuple[np.ndarray, bool, list[np.ndarray]]:
+        alone = await batcher(inputs[0])
+        no_task = batcher._task is None  # the idle path ran it directly: no batching task was ever needed
+        together = await asyncio.gather(*(batcher(x) for x in inputs))
+        await batcher.close()
+        return alone, no_task, together
+
+    alone, no_task, together = run(main())
+    np.testing.assert_array_equal(alone, affine(inputs[0]))
+    assert no_task
+    for x, y in zip(inputs, together, strict=True):
+        np.testing.assert_array_equal(y, affine(x))
+    # The first of the burst found the graph idle and ran alone; the four that came while it ran were merged.
+    assert sizes == [3, 3, 8]
