@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
         "gan-checkpoint": export.export_gan_checkpoint_command,
         "share-weights": export.export_share_weights_command,
         "directions": export.export_directions_command,
+        "folder-directions": editing.export_folder_directions_command,
         "outpaint": scgan.export_outpaint_command,
     }),
 }  # fmt: skip

@@ -4,6 +4,7 @@
 python -m training train attributes --run-dir runs/attributes/emoji --threads 1
 python -m training evaluate edits --bundle models/emoji --attributes runs/attributes/emoji/attributes.safetensors
 python -m training evaluate edits --bundle models/fashion-mnist
+python -m training export folder-directions --bundle models/my-gan --images photos/ --pairs neutral:smiling
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import command_line, set_threads, start_run, user_errors
+from training.cli.common import command_line, fail, set_threads, start_run, user_errors
 
 
 def train_attributes_command(
@@ -71,3 +72,63 @@ def evaluate_edits_command(
         )
     typer.echo(result["tables"])
     typer.echo(f"results: {out}")
+
+
+def _pairs(text: str | None) -> list[tuple[str, str]]:
+    pairs = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        source, sep, target = item.strip().partition(":")
+        if not sep or not source or not target:
+            fail(f"--pairs takes SOURCE:TARGET label pairs separated by commas, got {item.strip()!r}")
+        pairs.append((source, target))
+    return pairs
+
+
+def export_folder_directions_command(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/my-gan (any bundle, a foreign GAN's too)")],
+    images: Annotated[
+        Path, typer.Option(help="labelled images: ROOT/<label>/*.png (deeper folders name eq. 9's groups)")
+    ],
+    kinds: Annotated[str, typer.Option(help="comma-separated: eq9 (IJCV), svm (InterFaceGAN), pca, sefa")] = (
+        "eq9,svm,pca"
+    ),
+    pairs: Annotated[
+        str | None, typer.Option(help="also SOURCE:TARGET directions between two labels, comma-separated")
+    ] = None,
+    components: Annotated[int, typer.Option(help="pca / sefa directions stored (top-k)")] = 5,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime CPU threads")] = 1,
+) -> None:
+    """Editing directions from a folder of labelled images, inverted with the bundle's own inverter, written into
+    the bundle (replacing its directions) so that the service's /edit serves them: one per label (that label
+    against the others), one per --pairs pair; eq. 9 averages over the sub-folder groups."""
+    from dfi_core.bundle import load_bundle
+    from training.editing.directions import DIRECTION_KINDS
+    from training.editing.folder_directions import check_specs, folder_latents, folder_specs, load_labelled_folder
+    from training.export.extras import store_directions
+
+    wanted = _pairs(pairs)
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if not chosen or set(chosen) - set(DIRECTION_KINDS):
+        fail(f"--kinds takes some of {', '.join(DIRECTION_KINDS)}, got {kinds!r}")
+    if components < 1:
+        fail(f"--components must be ≥ 1, got {components}")
+    with user_errors():
+        loaded = load_bundle(bundle)
+        image = loaded.manifest.image
+        if image.height != image.width:
+            raise ValueError(f"bundle {loaded.name}: images {image.height}×{image.width} are not square; the "
+                             "service's image reading (and this command's) makes square images")  # fmt: skip
+        data = load_labelled_folder(images, image.channels, image.height)
+        specs = folder_specs(data.labels, wanted)
+        check_specs(loaded, data.rows, specs, chosen)  # every error before the bundle is touched
+        latents = folder_latents(loaded, data, threads)
+        result, summary = store_directions(loaded, latents, data.rows, specs, chosen, components, command_line(ctx))
+    typer.echo(f"{images}: {len(data.labels)} images, " + ", ".join(f"{k} {v}" for k, v in data.counts().items()))
+    if data.skipped:
+        typer.echo(f"skipped {len(data.skipped)} file(s), e.g. {data.skipped[0]}")
+    for name, counts in summary.items():
+        typer.echo(f"{name}: {counts}")
+    typer.echo(f"{result.folder}: {len(summary)} directions")

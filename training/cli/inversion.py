@@ -65,11 +65,16 @@ def train_inverter_command(
     device: str = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
 ) -> None:
-    """Train an inverter of a frozen GAN; writes a self-describing run folder with inverter.safetensors."""
-    from training.core.runs import next_run_dir
+    """Train an inverter of a frozen GAN; writes a self-describing run folder with inverter.safetensors.
+
+    The same command again in the same --run-dir says the inverter is done (or, if that run stopped before its
+    checkpoint, trains it again from step 0); another command there is refused. Your files are recorded with
+    absolute paths and the sha256 of each .onnx / weights file, and a file that changed since is refused by name."""
+    from training.core.runs import RunDir, next_run_dir
+    from training.core.torch_utils import resolve_device
     from training.datasets.config import DataConfig
     from training.inversion.adapter import GANSource
-    from training.inversion.dfi import InverterConfig, train_inverter
+    from training.inversion.dfi import InverterConfig, open_adapter, train_inverter
     from training.inversion.networks import FeatureExtractorConfig
 
     set_threads(threads)
@@ -100,23 +105,58 @@ def train_inverter_command(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, sample_every=sample_every,
         device=device,
     )  # fmt: skip
+    fresh = run_dir is None or not run_dir.exists()  # next_run_dir makes its folder: tell before it does
     with user_errors():
         gan_config = config.validate()  # every cross-field error before a folder is made
+        if config.source is not None:  # absolute paths and the sha256 of the user's files, before any folder exists
+            config.source = config.source.pinned()
         name = f"{gan_config.data.name}-{gan_config.loss.name}" if gan_config else f"{data}-{source.kind}-gan"  # type: ignore[union-attr]
         folder = run_dir or next_run_dir(out, f"{name}-{method}")
-    fresh = not folder.exists()
+    run = RunDir(folder)
     try:
         with user_errors():
-            start_run(ctx, folder, config)
-            path = train_inverter(config, folder)
+            _check_recorded_files(run, config)
+            # The GAN opens first: a user's torch code resolves its contracts and D^f taps into config.source here,
+            # so the config compared with the folder's config.json is the one training writes there.
+            adapter = open_adapter(config, resolve_device(config.device))
+            start_run(ctx, folder, config)  # refuses another run's folder before command.txt is touched
+            checkpoint = run.final_weights(config.kind)
+            if checkpoint.is_file():
+                typer.echo(f"already trained by this command: {checkpoint} (nothing to do; use a new --run-dir "
+                           "to train another)")  # fmt: skip
+                return
+            if run.read_log():
+                typer.echo(f"{folder}: this command's run stopped before its checkpoint; training it again from "
+                           "step 0 (an inverter run keeps no intermediate checkpoint)")  # fmt: skip
+            path = train_inverter(config, folder, adapter=adapter)
     except (typer.Exit, SystemExit, KeyboardInterrupt):
-        # A foreign GAN's parts (its modules, --features) resolve only once training starts: a folder this command
+        # A foreign GAN's parts (its modules, --features) resolve only once its adapter opens: a folder this command
         # made and that holds no checkpoint yet is removed, so a typo leaves no empty run behind.
         checkpoints = folder / "checkpoints"
         if fresh and folder.is_dir() and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
             shutil.rmtree(folder, ignore_errors=True)
         raise
     typer.echo(f"inverter: {path}")
+
+
+def _check_recorded_files(run: Any, config: Any) -> None:
+    """A run folder that recorded the sha256 of the user's files refuses files that changed since, by name (the
+    generic config comparison would only say "differs in source")."""
+    from training.core.config import config_from_dict
+    from training.inversion.dfi import InverterConfig
+
+    if config.source is None or not run.config_path.is_file():
+        return
+    try:
+        old = config_from_dict(run.read_config(), expected=InverterConfig)
+    except (ValueError, TypeError):
+        return  # another kind of run, or unreadable: check_config refuses it with its own message
+    if old.source is None:
+        return
+    changed = old.source.changed_files(config.source)
+    if changed:
+        raise ValueError(f"{run.path} was trained on other bytes of your files: " + "; ".join(changed)
+                         + ". Restore them to resume, or train on the new files in a new --run-dir")  # fmt: skip
 
 
 def _value_range(text: str | None) -> tuple[float, float] | None:

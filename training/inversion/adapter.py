@@ -18,7 +18,10 @@ from importable factories) and `training.inversion.onnx_graphs` (the user's ONNX
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +37,32 @@ PRIORS = ("normal", "uniform")
 TARGET_RANGE = (-1.0, 1.0)  # every image here: metrics, graphs, bundles (dfi_core.preprocessing.to_model_range)
 
 
-SOURCE_KINDS = ("torch", "onnx")
+SOURCE_KINDS = ("torch", "onnx", "memory")  # memory: modules built in a notebook (`adapter_from_modules`)
+# The fields of a GANSource that name the user's files, per kind, with the CLI option each comes from. Their paths are
+# stored absolute and each file's sha256 is recorded (`GANSource.pinned`): a run folder or an inverter checkpoint
+# then names the very bytes it was trained on, and refuses a file that changed since (`GANSource.check_files`).
+FILE_OPTIONS: dict[str, dict[str, str]] = {
+    "torch": {"generator_weights": "--generator-weights", "discriminator_weights": "--discriminator-weights"},
+    "onnx": {"generator": "--generator-onnx", "discriminator": "--discriminator-onnx"},
+}
+FACTORY_OPTIONS = {"generator": "--generator", "discriminator": "--discriminator"}  # kind torch: MODULE:FACTORY
+
+
+def is_file_spec(module: str) -> bool:
+    """A factory's module part that is a file path (`path/to/gan.py`), not an importable module name."""
+    return module.endswith(".py") or "/" in module or "\\" in module
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_now(path: str | Path) -> str | None:
+    return sha256_of(path) if Path(path).is_file() else None
 
 
 @dataclass
@@ -48,7 +76,10 @@ class GANSource:
     (default: the input of D's last Linear, found automatically).
     kind "onnx": `generator` / `discriminator` are .onnx paths; `features` names tensors of D's graph (the graph is
     extended to output them).
-    `z_dim`, `value_range` (G's output range) are read from G where None."""
+    kind "memory": modules built in Python (`adapter_from_modules`); `generator` / `discriminator` only name their
+    classes, so a checkpoint of it reopens only with the adapter passed in (`load_inverter_module(adapter=...)`).
+    `z_dim`, `value_range` (G's output range) are read from G where None. `sha256`: field name → sha256 of the
+    user's file it names (the .onnx graphs, the weights files), filled by `pinned`."""
 
     kind: str
     generator: str
@@ -60,6 +91,7 @@ class GANSource:
     prior: str = "normal"
     value_range: tuple[float, float] | None = None
     trust_pickle: bool = False
+    sha256: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         problems = []
@@ -71,8 +103,60 @@ class GANSource:
             problems.append(f"latent prior must be one of {PRIORS}, got {self.prior!r}")
         if self.z_dim is not None and self.z_dim < 1:
             problems.append(f"z_dim must be ≥ 1, got {self.z_dim}")
+        unknown = sorted(set(self.sha256) - set(FILE_OPTIONS.get(self.kind, {})))
+        if unknown:
+            problems.append(f"sha256 names fields {unknown} that hold no file of a {self.kind!r} source")
         if problems:
             raise ValueError("invalid GAN source: " + "; ".join(problems))
+
+    def files(self) -> dict[str, tuple[str, str]]:
+        """The user's files this source names: field → (path, CLI option)."""
+        options = FILE_OPTIONS.get(self.kind, {})
+        return {name: (getattr(self, name), option) for name, option in options.items() if getattr(self, name)}
+
+    def pinned(self) -> GANSource:
+        """A copy with every user file's path absolute (resolved) and its sha256 recorded; a torch factory given as
+        `path/to/gan.py:FACTORY` gets the absolute path too. A run started from another folder, or resumed from
+        one, then names the same files; a missing file is a FileNotFoundError naming its option."""
+        pinned = replace(self, sha256={})
+        if self.kind == "torch":
+            for name in FACTORY_OPTIONS:
+                module, sep, factory = getattr(self, name).rpartition(":")
+                if sep and module and is_file_spec(module):
+                    setattr(pinned, name, f"{Path(module).expanduser().resolve()}:{factory}")
+        for name, (path, option) in self.files().items():
+            resolved = Path(path).expanduser().resolve()
+            if not resolved.is_file():
+                raise FileNotFoundError(f"{option}: the file {path} does not exist")
+            setattr(pinned, name, str(resolved))
+            pinned.sha256[name] = sha256_of(resolved)
+        return pinned
+
+    def changed_files(self, other: GANSource | None = None) -> list[str]:
+        """One line per file whose recorded sha256 differs from `other`'s record of the same path (default: the
+        file as it is now on disk); files named at other paths are not compared (the sources then differ anyway)."""
+        lines = []
+        for name, (path, option) in self.files().items():
+            recorded = self.sha256.get(name)
+            if recorded is None or (other is not None and getattr(other, name) != path):
+                continue
+            now = other.sha256.get(name) if other is not None else _sha256_now(path)
+            if now is None and other is None:
+                lines.append(f"{option} {path} is gone (it had sha256 {recorded[:12]}…)")
+            elif now is not None and now != recorded:
+                lines.append(f"{option} {path} changed (sha256 {recorded[:12]}… then, {now[:12]}… now)")
+        return lines
+
+    def check_files(self, what: str = "this inverter was trained") -> None:
+        """Refuse files that changed since their sha256 was recorded: a changed G or D no longer matches the
+        connection network trained on it (DFI learns D^f(G(z)) → z of those very weights, eq. 5)."""
+        changed = self.changed_files()
+        if changed:
+            raise ValueError(
+                f"the GAN's files are not those {what} on: "
+                + "; ".join(changed)
+                + ". Restore them, or train a new inverter (in a new run folder) on the new files"
+            )
 
 
 @dataclass(frozen=True)
@@ -152,6 +236,62 @@ def measure_range(
         if low >= span[0] - RANGE_SLACK and high <= span[1] + RANGE_SLACK:
             return span, low, high
     return None, low, high
+
+
+def in_target_range(generator: nn.Module, image: ImageContract) -> WithRange:
+    """G followed by the affine map of its value range onto [-1, +1]: the `generator` of every adapter."""
+    return WithRange(generator, after=RangeMap(image.value_range, TARGET_RANGE))
+
+
+def from_target_range(features: nn.Module, image: ImageContract) -> WithRange:
+    """D^f after the map of [-1, +1] back onto G's range (D sees images as G made them): every adapter's
+    `features`."""
+    return WithRange(features, before=RangeMap(TARGET_RANGE, image.value_range))
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """A user's GAN's latent and image contracts as resolved (`resolve_contracts`); `measured` is G's (min, max) on
+    the prior's samples where the value range was measured rather than given or read off G's last layer."""
+
+    latent: LatentContract
+    image: ImageContract
+    measured: tuple[float, float] | None = None
+
+
+def resolve_contracts(
+    generator: nn.Module,
+    *,
+    z_dim: int,
+    prior: str,
+    shape: tuple[int, ...],
+    value_range: tuple[float, float] | None = None,
+    known_range: tuple[float, float] | None = None,
+    unknown_because: str = "",
+    device: str | torch.device = "cpu",
+    error: type[ValueError] = ValueError,
+) -> Contracts:
+    """The contracts of a user's G, however it came (torch code or an ONNX graph; one rule for both adapters).
+
+    |z| and the image shape are what the caller read from G (its attributes or layers, its graph's input and output).
+    G's value range: `value_range` when given (--value-range), else `known_range` (a final Tanh or Sigmoid of torch
+    code), else measured on RANGE_SAMPLES images of the prior: the first of [0, 1], [-1, 1] that holds them. A range
+    that is none of those, or a G that is not finite on the prior, is `error` (the caller's type, a ValueError)
+    asking for --value-range; `unknown_because` starts its reason (e.g. "its last layer is no Tanh or Sigmoid and ")."""
+    latent = LatentContract(z_dim, prior)
+    if value_range is not None:
+        return Contracts(latent, ImageContract(tuple(shape), (float(value_range[0]), float(value_range[1]))))
+    if known_range is not None:
+        return Contracts(latent, ImageContract(tuple(shape), known_range))
+    span, low, high = measure_range(generator, latent, device)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise error(f"G's output is not finite on z from the prior (min {low}, max {high}); pass --value-range "
+                    "LOW,HIGH (value_range= in Python) only once G's images are finite")  # fmt: skip
+    if span is None:
+        raise error(f"cannot tell G's value range: {unknown_because}its images of {RANGE_SAMPLES} z from the prior "
+                    f"span [{low:.4g}, {high:.4g}], within neither [0, 1] nor [-1, 1]; pass --value-range LOW,HIGH "
+                    "(value_range= in Python)")  # fmt: skip
+    return Contracts(latent, ImageContract(tuple(shape), span), (low, high))
 
 
 def pool_tap(h: torch.Tensor, size: int) -> torch.Tensor:

@@ -17,9 +17,11 @@ Shapes: x [N, C, H, W] float32 [-1, +1] (or points [N, D]); z, ẑ [N, z_dim].
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from training.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from training.core.config import config_from_dict, register_config, to_dict
+from training.core.config import config_from_dict, from_dict, register_config, to_dict
 from training.core.plotting import save_grid, save_points
 from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
@@ -264,6 +266,12 @@ def open_adapter(config: InverterConfig, device: str | torch.device = "cpu") -> 
         gan = read_gan_config(config.gan_checkpoint)
         G, D, _ = load_generator_and_discriminator(config.gan_checkpoint, str(device))
         return ZooAdapter.build(gan, config.features, G, D)
+    if config.source.kind == "memory":
+        raise ValueError(f"this inverter was trained on a GAN built in memory ({config.source.generator}, "
+                         f"{config.source.discriminator}), which no file rebuilds: pass that GAN's adapter, "
+                         "load_inverter_module(path, adapter=adapter_from_modules(G, D, ...)), or train from "
+                         "factories (a GANSource of kind 'torch'): that checkpoint rebuilds its GAN")  # fmt: skip
+    config.source.check_files()  # the weights / graphs CN was trained on, not files changed since (sha256)
     if config.source.kind == "torch":
         from training.inversion.torch_code import open_torch_adapter
 
@@ -294,11 +302,59 @@ def load_adapter_split(adapter: GANAdapter, split: str) -> Dataset:
     return dataset
 
 
-def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> tuple[Path, Inverter]:
-    """Train the inverter of `config.method`; returns (checkpoint path, the trained inverter in eval mode)."""
+def _module_device(module: nn.Module) -> torch.device:
+    return next((p.device for p in itertools.chain(module.parameters(), module.buffers())), torch.device("cpu"))
+
+
+def source_of(adapter: GANAdapter) -> GANSource:
+    """The `GANSource` an inverter config records for an adapter passed in: its own source where that is one (the
+    torch-code adapter's, resolved), else a "memory" source naming the modules' classes."""
+    record = {k: v for k, v in adapter.source.items() if k in {f.name for f in fields(GANSource)}}
+    try:
+        source = from_dict(GANSource, record)
+        source.validate()
+        return source
+    except (TypeError, ValueError):
+        name = lambda m: f"<module {type(m).__module__}.{type(m).__qualname__}>"  # noqa: E731
+        return GANSource("memory", name(adapter.generator), name(adapter.features), z_dim=adapter.latent.size,
+                         prior=adapter.latent.prior, value_range=tuple(adapter.image.value_range))  # fmt: skip
+
+
+def with_adapter(config: InverterConfig, adapter: GANAdapter) -> tuple[InverterConfig, GANAdapter]:
+    """`config` as it trains on `adapter` (a GAN built in memory, or one the caller opened already): with no GAN
+    of its own, it records the adapter's source; with no `data`, the adapter's data set (and the adapter gets
+    `config.data` where it has none). Neither argument is changed."""
+    if not config.gan_checkpoint and config.source is None:
+        config = replace(config, source=source_of(adapter))
+    if config.data is None and adapter.data is not None and config.source is not None:
+        config = replace(config, data=adapter.data)
+    if adapter.data is None and config.data is not None:
+        adapter = copy.copy(adapter)
+        adapter.data = config.data
+    return config, adapter
+
+
+def fit_inverter(
+    config: InverterConfig, run_dir: Path, quiet: bool = False, adapter: GANAdapter | None = None
+) -> tuple[Path, Inverter]:
+    """Train the inverter of `config.method`; returns (checkpoint path, the trained inverter in eval mode).
+
+    `adapter`: the GAN to train on, already open — one built in memory (`adapter_from_modules` in a notebook),
+    or the one the CLI opened to resolve its contracts. Without it the GAN is opened from the config
+    (`open_adapter`). With it, training runs on the adapter's device, and a config that names no GAN records the
+    adapter's source (`with_adapter`); the run folder is then the same as from the CLI. The config written records
+    the user's files with absolute paths and their sha256 (`GANSource.pinned`). A run restarts from step 0
+    (inverter runs keep no intermediate checkpoint), so its log starts afresh."""
+    if adapter is not None:
+        config, adapter = with_adapter(config, adapter)
     config.validate()
-    device = resolve_device(config.device)
-    adapter = open_adapter(config, device)
+    if config.source is not None and not config.source.sha256:  # recorded hashes are checked, never re-taken
+        config = replace(config, source=config.source.pinned())  # absolute paths, sha256 of the user's files
+    if adapter is None:
+        device = resolve_device(config.device)
+        adapter = open_adapter(config, device)
+    else:
+        device = _module_device(adapter.generator)
     test = load_adapter_split(adapter, "test")
     train = None if config.uses_latent_loss else load_adapter_split(adapter, "train")
     G = adapter.generator
@@ -312,7 +368,7 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
 
     run = RunDir(run_dir)
     run.write_config(config)
-    log = run.log()
+    log = run.log(fresh=True)
     log.write({"step": 0, **_heldout_metrics(inverter, G, held), "seconds": 0.0})
 
     def step_loss() -> torch.Tensor:
@@ -352,17 +408,24 @@ def fit_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> 
     return path, inverter
 
 
-def train_inverter(config: InverterConfig, run_dir: Path, quiet: bool = False) -> Path:
+def train_inverter(
+    config: InverterConfig, run_dir: Path, quiet: bool = False, adapter: GANAdapter | None = None
+) -> Path:
     """Train and write the run folder (config.json, log.jsonl, samples/, inverter.safetensors); returns the
     checkpoint path."""
-    return fit_inverter(config, run_dir, quiet)[0]
+    return fit_inverter(config, run_dir, quiet, adapter)[0]
 
 
-def load_inverter_module(path: str | Path, device: str | torch.device = "cpu") -> tuple[Inverter, InverterConfig]:
-    """The inverter alone, rebuilt from its checkpoint (the GAN's config travels in it): frozen, eval mode."""
+def load_inverter_module(
+    path: str | Path, device: str | torch.device = "cpu", adapter: GANAdapter | None = None
+) -> tuple[Inverter, InverterConfig]:
+    """The inverter alone, rebuilt from its checkpoint (the GAN's config travels in it): frozen, eval mode.
+    `adapter`: the GAN it was trained on, for a GAN built in memory (its source names no file to reopen)."""
     meta = read_metadata(path)
     config = config_from_dict(meta["config"], expected=InverterConfig)
-    if config.source is not None:  # a user's GAN: its adapter rebuilds D^f's architecture (weights come next)
+    if adapter is not None:  # D^f's architecture from the adapter given (weights come next)
+        inverter = build_inverter(config, adapter)
+    elif config.source is not None:  # a user's GAN: its adapter rebuilds D^f's architecture (weights come next)
         inverter = build_inverter(config, open_adapter(config, device))
     else:
         if "gan_config" not in meta["extra"]:
@@ -375,11 +438,12 @@ def load_inverter_module(path: str | Path, device: str | torch.device = "cpu") -
 
 
 def load_inverter_adapter(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device = "cpu", adapter: GANAdapter | None = None
 ) -> tuple[Inverter, GANAdapter, InverterConfig]:
-    """Inverter, its GAN as an adapter (G, D^f frozen, eval mode) and the inverter's config — for any GAN."""
-    inverter, config = load_inverter_module(path, device)
-    return inverter, open_adapter(config, device), config
+    """Inverter, its GAN as an adapter (G, D^f frozen, eval mode) and the inverter's config — for any GAN;
+    `adapter` as for `load_inverter_module` (then returned as it is)."""
+    inverter, config = load_inverter_module(path, device, adapter)
+    return inverter, adapter if adapter is not None else open_adapter(config, device), config
 
 
 def load_export_ready(path: str | Path, device: str | torch.device = "cpu") -> Inverter:

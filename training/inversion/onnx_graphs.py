@@ -45,16 +45,12 @@ from torch import nn
 
 from training.datasets.config import DataConfig
 from training.inversion.adapter import (
-    RANGE_SAMPLES,
-    TARGET_RANGE,
     GANAdapter,
     GANSource,
-    ImageContract,
-    LatentContract,
-    RangeMap,
-    WithRange,
-    measure_range,
+    from_target_range,
+    in_target_range,
     pool_tap,
+    resolve_contracts,
 )
 from training.inversion.networks import FeatureExtractorConfig
 
@@ -378,20 +374,8 @@ def _batch_input(model: onnx.ModelProto, role: str, path: str, rank: int | None)
     return info.name, dims
 
 
-def measure_value_range(generator: nn.Module, latent: LatentContract) -> tuple[tuple[float, float], list[float]]:
-    """G's output range judged on RANGE_SAMPLES images from the prior (`adapter.measure_range`): within [0, 1] →
-    (0, 1), within [-1, 1] → (-1, 1), else ValueError asking for --value-range. Returns (range, [min, max])."""
-    span, low, high = measure_range(generator, latent)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"G's output is not finite on z from the prior (min {low}, max {high})")
-    if span is not None:
-        return span, [low, high]
-    raise ValueError(f"G's outputs span [{low:.4g}, {high:.4g}] on {RANGE_SAMPLES} z from the prior, inside neither "
-                     "[0, 1] nor [-1, 1]: give G's output range with --value-range LOW,HIGH")  # fmt: skip
-
-
-def _chain(graph: nn.Module, before: RangeMap | None, after: RangeMap | None, device: torch.device) -> nn.Module:
-    return WithRange(graph, before=before, after=after).to(device).eval().requires_grad_(False)
+def _frozen_on(module: nn.Module, device: torch.device) -> nn.Module:
+    return module.to(device).eval().requires_grad_(False)
 
 
 def _fresh(module: nn.Module) -> nn.Module:
@@ -446,7 +430,6 @@ def open_onnx_adapter(
     z_dim = z_dim or source.z_dim
     if z_dim is None:
         raise ValueError(f"G's input has a symbolic latent axis ({list(z_dims)}): give its size with --z-dim")
-    latent = LatentContract(z_dim, source.prior)
 
     g_out = g_model.graph.output[0].name  # G's image; other outputs (if any) are pruned away
     g_graph = _pruned(g_model, [g_out])
@@ -459,11 +442,10 @@ def open_onnx_adapter(
                          "(or points [batch, D])")  # fmt: skip
     shape = tuple(int(s) for s in probe.shape[1:])
     g_raw = OnnxGraphModule(g_torch, g_graph)
-    measured = None
-    value_range = source.value_range
-    if value_range is None:
-        value_range, measured = measure_value_range(g_raw, latent)
-    image = ImageContract(shape, (float(value_range[0]), float(value_range[1])))
+    # An ONNX graph names no final layer to read the range from: given, or measured (ONNX Runtime, on the CPU).
+    contracts = resolve_contracts(g_raw, z_dim=z_dim, prior=source.prior, shape=shape, value_range=source.value_range)
+    latent, image = contracts.latent, contracts.image
+    measured = list(contracts.measured) if contracts.measured is not None else None
 
     d_label = f"discriminator {source.discriminator}"
     _, d_dims = _batch_input(d_model, "discriminator", source.discriminator, rank=1 + len(shape))
@@ -478,12 +460,10 @@ def open_onnx_adapter(
     d_graph = _pruned(d_model, list(names))
     d_torch = convert_graph(d_graph, d_label)
 
-    to_target = RangeMap(image.value_range, TARGET_RANGE)
-    from_target = RangeMap(TARGET_RANGE, image.value_range)
-    generator = _chain(g_raw, None, to_target, device)
-    generator_torch = _chain(g_torch, None, to_target, device)
-    features = _chain(FeatureVector(OnnxGraphModule(d_torch, d_graph), pool_size), from_target, None, device)
-    features_torch = _chain(FeatureVector(d_torch, pool_size), from_target, None, device)
+    generator = _frozen_on(in_target_range(g_raw, image), device)
+    generator_torch = _frozen_on(in_target_range(g_torch, image), device)
+    features = _frozen_on(from_target_range(FeatureVector(OnnxGraphModule(d_torch, d_graph), pool_size), image), device)
+    features_torch = _frozen_on(from_target_range(FeatureVector(d_torch, pool_size), image), device)
     default = f" (default: the input of D's last {default_node.op_type} {default_node.name!r})" if default_node else ""
     record = {
         "kind": "onnx", "generator": str(source.generator), "discriminator": str(source.discriminator),

@@ -44,15 +44,13 @@ from torch import nn
 from training.core.torch_utils import frozen
 from training.datasets.config import DataConfig
 from training.inversion.adapter import (
-    TARGET_RANGE,
     GANAdapter,
     GANSource,
-    ImageContract,
-    LatentContract,
-    RangeMap,
-    WithRange,
-    measure_range,
+    from_target_range,
+    in_target_range,
+    is_file_spec,
     pool_tap,
+    resolve_contracts,
 )
 from training.inversion.networks import FeatureExtractorConfig
 
@@ -84,10 +82,6 @@ class Role:
 
 GENERATOR = Role("G", "--generator", "--generator-weights")
 DISCRIMINATOR = Role("D", "--discriminator", "--discriminator-weights")
-
-
-def _is_file_spec(module: str) -> bool:
-    return module.endswith(".py") or "/" in module or "\\" in module
 
 
 @contextlib.contextmanager
@@ -128,7 +122,7 @@ def _import_file(path: Path, role: Role) -> ModuleType:
 def _import(module: str, role: Role, cache: dict[str, ModuleType]) -> ModuleType:
     if module in cache:
         return cache[module]
-    if _is_file_spec(module):
+    if is_file_spec(module):
         found = _import_file(Path(module), role)
     else:
         try:
@@ -160,7 +154,7 @@ class Factory:
 
     def build_fresh(self) -> nn.Module:
         """Call the factory on the global RNG as it is (the ENC_* encoders: initialised by the run's seed)."""
-        folder = Path(self.module.__file__).resolve().parent if self.module and _is_file_spec(self.spec) else None
+        folder = Path(self.module.__file__).resolve().parent if self.module and is_file_spec(self.spec) else None
         try:
             with _on_sys_path(folder):
                 made = self.function()
@@ -298,8 +292,9 @@ class TappedFeatures(nn.Module):
     concatenated [N, F] (sec. 4.7; R = `pool_size`, Table 5).
 
     Hooks are registered for one forward and removed after it, so a deep copy of this module (the ONNX exporter
-    makes one) holds no hook of the original. Under torch.onnx.export the hooks run as plain Python while tracing,
-    and the ops after the stop are never recorded: the graph ends at the last tap."""
+    makes one) holds no hook of the original. Under torch.onnx.export the hooks run as plain Python while tracing;
+    the TorchScript exporter never records the ops after the stop, the dynamo exporter (torch.export) traces D to
+    its end and drops the ops no tap needs: either way the graph ends at the last tap."""
 
     def __init__(self, discriminator: nn.Module, taps: tuple[Tap, ...], pool_size: int = DEFAULT_POOL) -> None:
         super().__init__()
@@ -322,7 +317,10 @@ class TappedFeatures(nn.Module):
                     f"D^f tap {self.taps[index].spelled()!r} is a {type(value).__name__}, not a tensor"
                 )
             captured[index] = tensors
-            if len(captured) == len(self.taps):
+            # Under torch.export (the dynamo ONNX exporter) an exception unwinding through D's module calls breaks
+            # its module-stack tracking, so D runs to its end there; its head's ops are then dead code, which the
+            # export drops (the graph's only outputs are the taps). Eager and TorchScript tracing stop here.
+            if len(captured) == len(self.taps) and not torch.compiler.is_exporting():
                 raise _Stop
 
         handles = []
@@ -498,22 +496,14 @@ def _image_shape(output: Any, z_dim: int) -> tuple[int, int, int]:
     return shape[1], shape[2], shape[3]
 
 
-@torch.no_grad()
-def _value_range(probe: _Probe, latent: LatentContract, device: torch.device) -> tuple[float, float]:
-    """A final Tanh → (-1, 1), a final Sigmoid → (0, 1) ("final": G's output is that module's output), else the
-    span of G's images of the prior: within [0, 1] → (0, 1), within [-1, 1] → (-1, 1)."""
+def _known_range(probe: _Probe) -> tuple[float, float] | None:
+    """A final Tanh → (-1, 1), a final Sigmoid → (0, 1) ("final": G's output is that module's output); else None,
+    and `resolve_contracts` measures the range on samples of the prior."""
     if probe.last_output is probe.output:
         for span, kind in (((-1.0, 1.0), nn.Tanh), ((0.0, 1.0), nn.Sigmoid)):
             if isinstance(probe.last_module, kind):
                 return span
-    span, low, high = measure_range(probe.generator, latent, device)
-    if span is not None:
-        return span
-    raise TorchCodeError(
-        f"cannot tell G's value range: its last layer is no Tanh or Sigmoid and its images of the prior span "
-        f"[{low:.4g}, {high:.4g}], within neither [0, 1] nor [-1, 1]; pass --value-range LOW,HIGH "
-        "(value_range= in Python)"
-    )
+    return None
 
 
 # -------------------------------------------------------------------------------------------------- adapter
@@ -531,8 +521,7 @@ class TorchCodeAdapter(GANAdapter):
 
     def wrap_features(self, D: nn.Module) -> nn.Module:
         """D^f of a discriminator of this architecture, reading images in [-1, +1]."""
-        before = RangeMap(TARGET_RANGE, self.image.value_range).to(self.device)
-        return WithRange(TappedFeatures(D, self.taps, self.pool_size), before=before)
+        return from_target_range(TappedFeatures(D, self.taps, self.pool_size), self.image).to(self.device)
 
     def fresh_features(self) -> nn.Module:
         """D's factory called again (its own initialisation, no weights), wrapped the same way, trainable."""
@@ -566,11 +555,13 @@ def _assemble(
     fields (z_dim, value_range, features) and becomes the adapter's JSON record."""
     G, D = frozen(G.to(device)), frozen(D.to(device))
     probe = _probe_generator(G, z_dim, factory_module, device)
-    latent = LatentContract(probe.z_dim, prior)
-    shape = _image_shape(probe.output, probe.z_dim)
-    resolved_range = tuple(float(v) for v in value_range) if value_range is not None else None
-    image = ImageContract(shape, resolved_range or _value_range(probe, latent, device))  # type: ignore[arg-type]
-    generator = frozen(WithRange(probe.generator, after=RangeMap(image.value_range, TARGET_RANGE).to(device)))
+    contracts = resolve_contracts(probe.generator, z_dim=probe.z_dim, prior=prior,
+                                  shape=_image_shape(probe.output, probe.z_dim), value_range=value_range,
+                                  known_range=_known_range(probe),
+                                  unknown_because="its last layer is no Tanh or Sigmoid and ", device=device,
+                                  error=TorchCodeError)  # fmt: skip
+    latent, image = contracts.latent, contracts.image
+    generator = frozen(in_target_range(probe.generator, image).to(device))
     with torch.no_grad():
         images = generator(_probe_z(latent.size, device))
     if features:
@@ -578,7 +569,7 @@ def _assemble(
         check_taps(D, taps)
         announce = None
     else:
-        taps = (default_tap(D, RangeMap(TARGET_RANGE, image.value_range).to(device)(images)),)
+        taps = (default_tap(D, from_target_range(nn.Identity(), image).to(device)(images)),)
         announce = taps[0]
     adapter = TorchCodeAdapter(latent=latent, image=image, generator=generator, features=nn.Identity(), data=data,
                                taps=taps, pool_size=pool_size, discriminator_factory=discriminator_factory,
@@ -649,9 +640,10 @@ def adapter_from_modules(
     --features ("NAME", "NAME:input", or a comma-separated string); `discriminator_factory` (no arguments → a
     fresh D) enables `fresh_features()`; `pool_size` is R for 4-D taps (sec. 4.7). Its `source` names the
     classes but not their weights, so a checkpoint trained on it cannot rebuild the GAN alone: for that, give
-    factories (`GANSource`, `open_torch_adapter`)."""
+    factories (`GANSource`, `open_torch_adapter`). Its source is of kind "memory": `fit_inverter(config, run,
+    adapter=...)` trains on it, and `load_inverter_module(path, adapter=...)` reopens that checkpoint with it."""
     names = tuple(f.strip() for f in features.split(",") if f.strip()) if isinstance(features, str) else features
-    source = GANSource(kind="torch", generator=f"<module {type(G).__module__}.{type(G).__qualname__}>",
+    source = GANSource(kind="memory", generator=f"<module {type(G).__module__}.{type(G).__qualname__}>",
                        discriminator=f"<module {type(D).__module__}.{type(D).__qualname__}>", prior=prior)  # fmt: skip
     source.validate()
     return _assemble(G, D, features=tuple(names or ()), pool_size=pool_size, z_dim=z_dim, prior=prior,

@@ -9,6 +9,7 @@ whose feature vector is a functional op (global sum pooling) read by two Linear 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -216,6 +217,10 @@ def test_cli_trains_dfi_and_the_checkpoint_reopens(gan, tmp_path: Path) -> None:
     assert [r["step"] for r in log] == [0, 1, 2, 3] and all(np.isfinite(r["loss"]) for r in log[1:])
     inverter, adapter, config = load_inverter_adapter(run / "inverter.safetensors")
     assert config.source is not None and config.source.features == tuple(names.split(","))
+    # The graphs are recorded by absolute path with their sha256 (a changed graph is refused on resume / reload).
+    assert config.source.generator == str(gan["g"].resolve()) and config.source.discriminator == str(gan["d"].resolve())
+    assert config.source.sha256 == {"generator": hashlib.sha256(gan["g"].read_bytes()).hexdigest(),
+                                    "discriminator": hashlib.sha256(gan["d"].read_bytes()).hexdigest()}  # fmt: skip
     assert adapter.feature_dim == 16 * 4 * 4 + 16
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     with torch.no_grad():

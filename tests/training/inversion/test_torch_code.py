@@ -4,6 +4,7 @@ exported to ONNX — and every bad input ending in an error that names the thing
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -21,7 +22,13 @@ from training.datasets import load_dataset
 from training.datasets.config import DataConfig
 from training.export.onnx import export_graph
 from training.inversion.adapter import GANSource
-from training.inversion.dfi import InverterConfig, fit_inverter, load_inverter_adapter
+from training.inversion.dfi import (
+    InverterConfig,
+    build_inverter,
+    fit_inverter,
+    load_inverter_adapter,
+    load_inverter_module,
+)
 from training.inversion.torch_code import TorchCodeError, adapter_from_modules, open_torch_adapter
 
 FOREIGN = Path(foreign_gans.__file__)
@@ -225,3 +232,86 @@ def test_a_bad_features_name_leaves_no_run_folder(weights, tmp_path: Path) -> No
     result = runner.invoke(app, train_args(at("make_mapping_g"), run, *parts, "--features", "haed"))
     assert result.exit_code == 2 and "haed" in result.output, result.output
     assert "Traceback" not in result.output and not run.exists()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_same_command_again_is_done_and_a_changed_command_or_file_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """Issue 17: the contracts resolve before the run folder is compared, so the identical torch-code command says
+    it is done; another command is refused; files are stored absolute with their sha256, and a weights file that
+    changed since is refused by name (resume and checkpoint reload alike)."""
+    monkeypatch.chdir(tmp_path)  # the weights and the run folder given relative to the working directory
+    torch.manual_seed(5)
+    save_file(foreign_gans.make_mapping_g().state_dict(), "G.safetensors")
+    torch.save(foreign_gans.make_sum_pool_d().state_dict(), "D.pt")
+    run = Path("run")
+    args = train_args(at("make_mapping_g"), run, "--generator-weights", "G.safetensors", "--discriminator-weights",
+                      "D.pt")  # fmt: skip
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    source = json.loads((run / "config.json").read_text())["source"]
+    assert source["generator_weights"] == str(tmp_path.resolve() / "G.safetensors")
+    assert source["discriminator_weights"] == str(tmp_path.resolve() / "D.pt")
+    assert source["generator"] == f"{FOREIGN.resolve()}:make_mapping_g"
+    assert source["sha256"] == {"generator_weights": sha256(tmp_path / "G.safetensors"),
+                                "discriminator_weights": sha256(tmp_path / "D.pt")}  # fmt: skip
+    checkpoint = run / "inverter.safetensors"
+    trained, log = checkpoint.read_bytes(), (run / "log.jsonl").read_text()
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "already trained by this command" in again.output
+    assert checkpoint.read_bytes() == trained and (run / "log.jsonl").read_text() == log  # nothing retrained
+
+    for extra, field in ((["--features", "body.0"], "source"), (["--steps", "4"], "steps")):
+        changed = runner.invoke(app, [*args, *extra])
+        assert changed.exit_code == 2 and f"differs in {field}" in changed.output, changed.output
+    assert checkpoint.read_bytes() == trained
+
+    # A run that stopped before its checkpoint is trained again from step 0, its log replaced (not appended to).
+    checkpoint.rename(tmp_path / "first.safetensors")
+    restarted = runner.invoke(app, args)
+    assert restarted.exit_code == 0 and "training it again from step 0" in restarted.output, restarted.output
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
+    again_weights, first_weights = load_file(str(checkpoint)), load_file(str(tmp_path / "first.safetensors"))
+    assert all(torch.equal(again_weights[k], v) for k, v in first_weights.items())  # seeded: the same inverter
+    trained = checkpoint.read_bytes()
+
+    torch.manual_seed(6)  # other weights under the same name
+    torch.save(foreign_gans.make_sum_pool_d().state_dict(), "D.pt")
+    refused = runner.invoke(app, args)
+    old = source["sha256"]["discriminator_weights"][:12]
+    message = f"--discriminator-weights {tmp_path.resolve() / 'D.pt'} changed (sha256 {old}… then"
+    assert refused.exit_code == 2 and message in refused.output, refused.output
+    assert "Traceback" not in refused.output and checkpoint.read_bytes() == trained
+    with pytest.raises(ValueError, match=r"not those this inverter was trained on: --discriminator-weights .*D\.pt"):
+        load_inverter_adapter(checkpoint)
+
+
+def test_fit_inverter_trains_on_an_adapter_built_in_memory(tmp_path: Path) -> None:
+    """The notebook API: modules built in Python → adapter_from_modules → fit_inverter(adapter=...), a run folder
+    like the CLI's (source of kind "memory"), and a checkpoint that reopens with that adapter only."""
+    torch.manual_seed(2)
+    adapter = adapter_from_modules(foreign_gans.make_mapping_g(), foreign_gans.make_sum_pool_d(),
+                                   data=DataConfig("fashion-mnist"))  # fmt: skip
+    config = InverterConfig(steps=3, hidden=128, batch_size=16, log_every=1, sample_every=3, device="cpu")
+    with pytest.raises(ValueError, match="give exactly one GAN"):
+        fit_inverter(config, tmp_path / "none", quiet=True)  # no GAN named and none passed in
+    path, trained = fit_inverter(config, tmp_path / "notebook", quiet=True, adapter=adapter)
+    written = json.loads((tmp_path / "notebook" / "config.json").read_text())
+    assert written["source"]["kind"] == "memory" and written["source"]["features"] == ["head:input"]
+    assert written["source"]["z_dim"] == foreign_gans.MAPPING_Z and written["data"]["name"] == "fashion-mnist"
+    log = [json.loads(line) for line in (tmp_path / "notebook" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 1, 2, 3] and all(np.isfinite(r["loss"]) for r in log[1:])
+
+    x = first_test_images(4)
+    torch.manual_seed(config.seed)  # fit_inverter's starting point: CN trained away from it, D^f left frozen
+    start = build_inverter(config, adapter)
+    assert not torch.allclose(start(x), trained(x))
+    assert torch.equal(trained.features(x), adapter.features(x))
+    with pytest.raises(ValueError, match=r"built in memory .*pass that GAN's adapter"):
+        load_inverter_module(path)
+    reloaded, _ = load_inverter_module(path, adapter=adapter)
+    assert torch.equal(reloaded(x), trained(x))
