@@ -6,10 +6,14 @@
 #      bind-mounted repo path exists, api and worker wait for a healthy redis, and api/worker(-gpu) set only
 #      PORT, REDIS_URL, FASHION_MNIST_DIR or DFI_* variables (what service/settings.py reads).
 # Without the compose CLI, step 2 is the whole check and PyYAML is required. Exit 0 only when all passes.
+# Without an argument, the same rules are also checked on docker-compose.yml merged with docker-compose.local.yml
+# (the override for machines without registry access: docker/README.md), merged as compose merges mappings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 file=${1:-docker-compose.yml}
 [[ -f $file ]] || { echo "check_compose: $file not found" >&2; exit 1; }
+overrides=()
+if [[ $# -eq 0 && -f docker-compose.local.yml ]]; then overrides=(docker-compose.local.yml); fi
 py=${PYTHON:-python3}
 
 compose=()
@@ -19,6 +23,9 @@ fi
 if ((${#compose[@]})); then
   # --profile gpu so that the optional api-gpu service is validated too.
   "${compose[@]}" -f "$file" --profile gpu config -q || { echo "check_compose: '${compose[*]} config' rejected $file" >&2; exit 1; }
+  for o in "${overrides[@]}"; do
+    "${compose[@]}" -f "$file" -f "$o" --profile gpu config -q || { echo "check_compose: '${compose[*]} config' rejected $file + $o" >&2; exit 1; }
+  done
   echo "check_compose: ${compose[*]} config: ok"
 else
   echo "check_compose: no docker compose CLI here; checking with Python + PyYAML only"
@@ -33,7 +40,8 @@ if ! "$py" -c 'import yaml' 2>/dev/null; then
   exit 1
 fi
 
-"$py" - "$file" <<'PY'
+for files in "$file" "${overrides[@]/#/$file+}"; do
+"$py" - "$files" <<'PY'
 import os
 import re
 import sys
@@ -41,9 +49,19 @@ from pathlib import Path
 
 import yaml
 
-path = Path(sys.argv[1])
-root = path.resolve().parent
+paths = [Path(f) for f in sys.argv[1].split("+")]  # "base+override": the override merged onto the base
+path = Path(" + ".join(map(str, paths)))
+root = paths[0].resolve().parent
 problems: list[str] = []
+
+
+def merge(base, override):
+    """Compose's merge of an override file, as far as these rules need: mappings merge key by key, anything else
+    (scalars, `command` and other lists) is replaced by the override's value."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {k: merge(base[k], v) if k in base else v for k, v in override.items()} | {
+            k: v for k, v in base.items() if k not in override}
+    return override
 
 
 def interpolate(value: str) -> str:
@@ -60,10 +78,12 @@ def interpolate(value: str) -> str:
     return re.sub(r"\$\$|\$\{(?P<braced>\w+)(?:(?P<op>:?-)(?P<default>[^}]*))?\}|\$(?P<bare>\w+)", sub, value)
 
 
-try:
-    doc = yaml.safe_load(path.read_text())
-except yaml.YAMLError as e:
-    sys.exit(f"check_compose: {path} is not valid YAML: {e}")
+doc = None
+for part in paths:
+    try:
+        doc = merge(doc, yaml.safe_load(part.read_text())) if doc is not None else yaml.safe_load(part.read_text())
+    except yaml.YAMLError as e:
+        sys.exit(f"check_compose: {part} is not valid YAML: {e}")
 if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
     sys.exit(f"check_compose: {path} has no `services` mapping")
 services: dict = doc["services"]
@@ -147,5 +167,6 @@ if not any(a == "--appendonly" and b == "yes" for a, b in zip(tokens, tokens[1:]
 if problems:
     print(f"check_compose: {path}: {len(problems)} problem(s):", *(f"  - {p}" for p in problems), sep="\n", file=sys.stderr)
     sys.exit(1)
-print(f"check_compose: project rules: ok ({', '.join(services)})")
+print(f"check_compose: project rules: ok on {path} ({', '.join(services)})")
 PY
+done
