@@ -5,6 +5,7 @@ python -m training train attributes --run-dir runs/attributes/emoji --threads 1
 python -m training evaluate edits --bundle models/emoji --attributes runs/attributes/emoji/attributes.safetensors
 python -m training evaluate edits --bundle models/fashion-mnist
 python -m training export folder-directions --bundle models/my-gan --images photos/ --pairs neutral:smiling
+python -m training export folder-directions --bundle models/my-gan --images photos/ --kinds eq9,svm,pca,sefa
 """
 
 from __future__ import annotations
@@ -92,9 +93,13 @@ def export_folder_directions_command(
     images: Annotated[
         Path, typer.Option(help="labelled images: ROOT/<label>/*.png (deeper folders name eq. 9's groups)")
     ],
-    kinds: Annotated[str, typer.Option(help="comma-separated: eq9 (IJCV), svm (InterFaceGAN), pca, sefa")] = (
-        "eq9,svm,pca"
-    ),
+    kinds: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated: eq9 (IJCV), svm (InterFaceGAN), pca, sefa (G's first Linear on z, read "
+            "from generator.onnx for a foreign GAN)"
+        ),
+    ] = "eq9,svm,pca",
     pairs: Annotated[
         str | None, typer.Option(help="also SOURCE:TARGET directions between two labels, comma-separated")
     ] = None,
@@ -103,9 +108,11 @@ def export_folder_directions_command(
 ) -> None:
     """Editing directions from a folder of labelled images, inverted with the bundle's own inverter, written into
     the bundle (replacing its directions) so that the service's /edit serves them: one per label (that label
-    against the others), one per --pairs pair; eq. 9 averages over the sub-folder groups."""
+    against the others), one per --pairs pair; eq. 9 averages over the sub-folder groups. sefa needs no labels: the
+    top eigenvectors of AᵀA, A = G's first layer on z (read from generator.onnx where the bundle has no zoo G),
+    refused with the op G starts with when that is not a Linear."""
     from dfi_core.bundle import load_bundle
-    from training.editing.directions import DIRECTION_KINDS
+    from training.editing.directions import DIRECTION_KINDS, first_layer_of
     from training.editing.folder_directions import check_specs, folder_latents, folder_specs, load_labelled_folder
     from training.export.extras import store_directions
 
@@ -126,9 +133,12 @@ def export_folder_directions_command(
         check_specs(loaded, data.rows, specs, chosen)  # every error before the bundle is touched
         latents = folder_latents(loaded, data, threads)
         result, summary = store_directions(loaded, latents, data.rows, specs, chosen, components, command_line(ctx))
+        sefa_layer = first_layer_of(result).describe() if "sefa" in chosen else None
     typer.echo(f"{images}: {len(data.labels)} images, " + ", ".join(f"{k} {v}" for k, v in data.counts().items()))
     if data.skipped:
         typer.echo(f"skipped {len(data.skipped)} file(s), e.g. {data.skipped[0]}")
+    if sefa_layer is not None:
+        typer.echo(f"SeFa: A = {sefa_layer}")
     for name, counts in summary.items():
         typer.echo(f"{name}: {counts}")
     typer.echo(f"{result.folder}: {len(summary)} directions")

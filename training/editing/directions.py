@@ -12,6 +12,8 @@ Four kinds of directions (the manifest's `method` says which; names are `<recipe
 - pca: GANSpace-style (Härkönen et al. 2020): the top principal components of the train split's ẑ.
 - sefa: SeFa (Shen & Zhou 2021): the top eigenvectors of AᵀA, A = G's first layer (`project.0`, z → 4·4·C or
   7·7·C) with the eval-mode BatchNorm scale that follows it folded in (diag(γ/√(σ²+ε))·A: the layer G applies).
+  A bundle of any other GAN has A read from its generator.onnx (`training.editing.onnx_first_layer`: the first
+  Gemm/MatMul on z), and is refused with the op G starts with when that is not a Linear.
   pca and sefa vectors are unit vectors scaled to the mean norm of the data set's eq. 9 vectors; their sign is
   fixed so that the largest coordinate is positive (the sign of an eigenvector is arbitrary).
 
@@ -31,6 +33,7 @@ from tqdm.auto import tqdm
 from dfi_core.bundle import Bundle
 from dfi_core.datasets import ImageSplit, load_emoji, load_fashion_mnist
 from dfi_core.preprocessing import to_model_range
+from training.editing.onnx_first_layer import FirstLayer, onnx_first_layer
 
 DIRECTION_KINDS = ("eq9", "svm", "pca", "sefa")
 UNSUPERVISED_PREFIXES = ("pca_", "sefa_")
@@ -203,18 +206,27 @@ def sefa_directions(weight: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return _fix_sign(eigenvectors[:, order].T), eigenvalues[order]
 
 
-def generator_first_layer(bundle: Bundle, fold_batchnorm: bool = True) -> np.ndarray:
-    """A = G's `project.0` Linear weight [out, |z|] from generator.safetensors, its eval BatchNorm scale folded in."""
+def first_layer_of(bundle: Bundle, fold_batchnorm: bool = True) -> FirstLayer:
+    """A = G's first layer on z, [out, |z|], for SeFa: a zoo G's `project.0` Linear from generator.safetensors
+    with its eval BatchNorm scale folded in; for any other bundle (a user's GAN: generator.onnx only), the first
+    Gemm/MatMul on z read from generator.onnx (`onnx_first_layer`), or a `SeFaError` naming the op G starts with."""
     from safetensors.numpy import load_file
 
-    if bundle.manifest.refinement is None:  # a user's GAN: only generator.onnx, of an architecture unknown here
-        raise ValueError(f"bundle {bundle.name!r} has no zoo generator (generator.safetensors): SeFa needs G's first "
-                         "Linear layer; use --kinds eq9,svm,pca")  # fmt: skip
-    tensors = load_file(str(bundle.path(bundle.manifest.refinement.file)))
-    if "project.0.weight" not in tensors:
-        raise ValueError(f"bundle {bundle.name!r}: the generator has no `project` layer (an image DCGAN G is needed)")
+    refinement = bundle.manifest.refinement
+    tensors = load_file(str(bundle.path(refinement.file))) if refinement is not None else {}
+    if "project.0.weight" not in tensors:  # not a zoo DCGAN G: its layers are read from the graph
+        entry = bundle.manifest.graphs.generator
+        return onnx_first_layer(bundle.path(entry.file), latent_input=entry.input.name,
+                                z_dim=bundle.manifest.latent.size, fold_batchnorm=fold_batchnorm,
+                                label=f"bundle {bundle.name!r}: {entry.file}")  # fmt: skip
     weight = tensors["project.0.weight"].astype(np.float64)
+    batchnorm = None
     if fold_batchnorm and "project.1.weight" in tensors:
         scale = tensors["project.1.weight"] / np.sqrt(tensors["project.1.running_var"].astype(np.float64) + 1e-5)
-        weight = scale[:, None] * weight
-    return weight
+        weight, batchnorm = scale[:, None] * weight, "BatchNorm1d project.1"
+    return FirstLayer(weight, f"Linear project.0 ({refinement.file})", batchnorm)
+
+
+def generator_first_layer(bundle: Bundle, fold_batchnorm: bool = True) -> np.ndarray:
+    """The weight [out, |z|] of `first_layer_of` (float64): what SeFa factorises, for a bundle of any GAN."""
+    return first_layer_of(bundle, fold_batchnorm).weight

@@ -18,8 +18,11 @@ groups are the sub-folders below the label folders ("" where there are none). Di
 
 Latents come from the bundle's own invert.onnx (`bundle_latents`), exactly what the service infers for a user's
 image; images are read and resized as the service reads uploads (`dfi_core.preprocessing.load_image`). The maths
-and the bundle write (`training.export.extras.store_directions`: eq. 9, InterFaceGAN's SVM, PCA; the manifest's
-sha256 of every direction file) are the zoo's; `python -m training export folder-directions` joins the two.
+and the bundle write (`training.export.extras.store_directions`: eq. 9, InterFaceGAN's SVM, PCA, SeFa; the
+manifest's sha256 of every direction file) are the zoo's; `python -m training export folder-directions` joins the
+two. SeFa needs no labels: for a bundle without a zoo G, its first layer on z is read from generator.onnx
+(`training.editing.onnx_first_layer`), and a G that does not start with a Linear is refused with the op it starts
+with (before the bundle is touched).
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def folder_specs(labels: list[str], pairs: list[tuple[str, str]] | None = None) 
 
 def check_specs(bundle: Bundle, rows: list[dict[str, Any]], specs: list[DirectionSpec], kinds: tuple[str, ...]) -> None:
     """Every failure the store could meet, raised before it touches the bundle: a direction with no group that has
-    images on both sides (eq. 9), an SVM side with no image, SeFa on a bundle without a zoo G."""
+    images on both sides (eq. 9), an SVM side with no image, SeFa on a G whose first layer on z is no Linear."""
     latents = np.zeros((len(rows), 1), dtype=np.float32)  # only which rows fall on which side matters here
     for spec in specs:
         grouped_direction(latents, rows, spec)

@@ -1,12 +1,15 @@
 """Editing directions for a bundle of a GAN no one here wrote, from a labelled image folder (issue 17): a tiny seeded
 foreign GAN (tests/training/inversion/foreign_gans.py) → an inverter trained on its in-memory adapter → its bundle;
 `export folder-directions` inverts ROOT/<label>/<group>/*.png with the bundle's invert.onnx, writes eq. 9, SVM and
-PCA directions into the bundle (listed in the manifest with their sha256), and the service's /edit serves them."""
+PCA directions into the bundle (listed in the manifest with their sha256), and the service's /edit serves them.
+SeFa needs no labels: it is read from the bundle's generator.onnx (G's first Linear on z), and refused by name for a
+G that starts with a transposed convolution."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from dfi_core.bundle import load_bundle
+from dfi_core.bundle import edit_bundle, load_bundle
 from dfi_core.datasets import load_fashion_mnist
 from dfi_core.preprocessing import to_model_range
 from service.app import create_app
@@ -26,6 +29,7 @@ from training.cli.app import app
 from training.datasets.config import DataConfig
 from training.editing.folder_directions import direction_name, folder_specs
 from training.export.bundle import bundle_from_adapter
+from training.export.onnx import export_graph
 from training.inversion.dfi import InverterConfig, fit_inverter
 from training.inversion.torch_code import adapter_from_modules
 
@@ -79,25 +83,24 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple
 def test_directions_from_a_labelled_folder_are_stored_and_served(foreign_bundle: Path, labelled) -> None:
     root, chosen = labelled
     before = (foreign_bundle / "manifest.json").read_bytes()
-    # Bad input is refused before the bundle is touched: SeFa needs a zoo G, a pair must name known labels.
-    sefa = runner.invoke(app, ["export", "folder-directions", "--bundle", str(foreign_bundle), "--images", str(root),
-                               "--kinds", "eq9,sefa"])  # fmt: skip
-    assert sefa.exit_code == 2 and "SeFa needs G's first Linear layer" in sefa.output, sefa.output
+    # Bad input is refused before the bundle is touched: a pair must name known labels.
     unknown = runner.invoke(app, ["export", "folder-directions", "--bundle", str(foreign_bundle), "--images",
                                   str(root), "--pairs", "trouser:shoe"])  # fmt: skip
     assert unknown.exit_code == 2 and "['shoe'] that have no folder; the labels: ['bag', 'trouser']" in unknown.output
     assert (foreign_bundle / "manifest.json").read_bytes() == before and not (foreign_bundle / "directions").exists()
 
     result = runner.invoke(app, ["export", "folder-directions", "--bundle", str(foreign_bundle), "--images",
-                                 str(root), "--pairs", "trouser:bag", "--components", "2"])  # fmt: skip
+                                 str(root), "--pairs", "trouser:bag", "--components", "2", "--kinds",
+                                 "eq9,svm,pca,sefa"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"24 images, bag {PER_LABEL}, trouser {PER_LABEL}" in result.output
     assert "skipped 2 file(s)" in result.output
+    assert "SeFa: A = Gemm '" in result.output, result.output  # the mapping MLP's first Linear, from generator.onnx
 
     bundle = load_bundle(foreign_bundle)  # verifies every file's sha256 and that no file is unlisted
     directions = bundle.manifest.directions
     assert set(directions) == {"bag", "trouser", "trouser_to_bag", "svm_bag", "svm_trouser", "svm_trouser_to_bag",
-                               "pca_0", "pca_1"}  # fmt: skip
+                               "pca_0", "pca_1", "sefa_0", "sefa_1"}  # fmt: skip
     for name, direction in directions.items():
         path = foreign_bundle / direction.file
         assert bundle.manifest.files[direction.file] == hashlib.sha256(path.read_bytes()).hexdigest(), name
@@ -119,6 +122,16 @@ def test_directions_from_a_labelled_folder_are_stored_and_served(foreign_bundle:
     svm = vectors["svm_bag"]
     assert np.linalg.norm(svm) == pytest.approx(np.linalg.norm(eq9), rel=1e-4)
     assert (bags @ svm).mean() > (trousers @ svm).mean()
+    # SeFa: the top eigenvectors of WᵀW, W = the mapping G's first Linear (the fixture's G, rebuilt from its seed),
+    # scaled to the mean eq. 9 norm (here that of `bag`, `trouser` and `trouser_to_bag`: all ±eq9).
+    torch.manual_seed(0)
+    weight = foreign_gans.make_mapping_g().mapping[0].weight.detach().double()
+    _, eigenvectors = torch.linalg.eigh(weight.T @ weight)
+    for i in range(2):
+        unit = eigenvectors[:, -1 - i].numpy()
+        sefa = vectors[f"sefa_{i}"]
+        assert np.linalg.norm(sefa) == pytest.approx(np.linalg.norm(eq9), rel=1e-4)
+        assert min(np.abs(sefa / np.linalg.norm(sefa) - s * unit).max() for s in (1, -1)) < 1e-5, i
 
     settings = make_settings(None, models_dir=foreign_bundle.parent, default_model="mine", models=["mine"])
     with TestClient(create_app(settings)) as client:
@@ -160,3 +173,34 @@ def test_a_folder_needs_two_labels(foreign_bundle: Path, tmp_path: Path) -> None
                                  str(tmp_path)])  # fmt: skip
     assert result.exit_code == 2 and "at least two labels" in result.output and "only ['only']" in result.output
     assert json.loads((foreign_bundle / "manifest.json").read_text())["name"] == "mine"
+
+
+class ConvFirstG(torch.nn.Module):
+    """DCGAN-style: z as a [N, |z|, 1, 1] map into one transposed convolution to 28×28 (no Linear on z)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.ConvTranspose2d(foreign_gans.MAPPING_Z, 1, 28)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.up(z.view(-1, foreign_gans.MAPPING_Z, 1, 1)))
+
+
+def test_sefa_is_refused_for_a_generator_that_starts_with_a_conv(foreign_bundle: Path, labelled, tmp_path: Path
+                                                                 ) -> None:  # fmt: skip
+    """The bundle's generator.onnx swapped for a conv-first G (its manifest re-hashed): `--kinds sefa` says which op
+    G starts with, before the bundle is touched."""
+    copy = shutil.copytree(foreign_bundle, tmp_path / "conv-g")
+    graph = export_graph(ConvFirstG(), torch.randn(2, foreign_gans.MAPPING_Z), tmp_path / "g.onnx", "z", "image",
+                         exporter="torchscript")  # fmt: skip
+    with edit_bundle(copy) as edit:
+        edit.set_directions({})  # whatever the other test stored: not needed here
+        shutil.rmtree(copy / "directions", ignore_errors=True)
+        edit.add_file(graph, "generator.onnx")
+    before = (copy / "manifest.json").read_bytes()
+    result = runner.invoke(app, ["export", "folder-directions", "--bundle", str(copy), "--images", str(labelled[0]),
+                                 "--kinds", "eq9,sefa"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "SeFa needs G's first layer on z to be a Linear (Gemm/MatMul)" in result.output
+    assert "starts with ConvTranspose '/up/ConvTranspose' after Reshape" in result.output, result.output
+    assert (copy / "manifest.json").read_bytes() == before and not (copy / "directions").exists()
