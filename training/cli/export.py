@@ -10,6 +10,18 @@ import typer
 
 from training.cli.common import command_line, set_threads, user_errors
 
+# torch.onnx.export's path (training.export.onnx): dynamo is the default; torchscript where dynamo cannot capture a
+# model. None: $DFI_ONNX_EXPORTER, else dynamo (a GAN given as ONNX graphs: torchscript, training.export.bundle).
+ExporterOption = Annotated[
+    str | None, typer.Option(help="ONNX exporter: dynamo | torchscript (default: $DFI_ONNX_EXPORTER, else dynamo)")
+]
+
+
+def _exporter(value: str | None) -> str | None:
+    if value is not None and value not in ("dynamo", "torchscript"):
+        raise typer.BadParameter(f"{value!r}: choose dynamo or torchscript", param_hint="--exporter")
+    return value
+
 
 def export_bundle_command(
     ctx: typer.Context,
@@ -30,15 +42,18 @@ def export_bundle_command(
     refine_steps: int = 50,
     overwrite: bool = False,
     threads: int | None = None,
+    exporter: ExporterOption = None,
 ) -> None:
     """Measure DFI / DFI^opt, export the ONNX graphs (and a zoo G's refinement weights), check parity, write the
     manifest — for an inverter of any GAN (zoo, torch code or ONNX graphs)."""
     from training.export.bundle import build_bundle
 
     set_threads(threads)
+    chosen = _exporter(exporter)
     with user_errors():
         folder, metrics = build_bundle(gan, inverter, classifier, name, out, n, refine_steps,
-                                       extra_commands=[command_line(ctx)], overwrite=overwrite)  # fmt: skip
+                                       extra_commands=[command_line(ctx)], overwrite=overwrite,
+                                       exporter=chosen)  # type: ignore[arg-type]  # fmt: skip
     typer.echo(json.dumps(metrics, indent=2))
     typer.echo(f"bundle: {folder}")
 
@@ -47,12 +62,14 @@ def export_classifier_command(
     ctx: typer.Context,
     bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/fashion-mnist")],
     classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the bundle's data set")],
+    exporter: ExporterOption = None,
 ) -> None:
     """Add the data set's classifier to a bundle as classifier.onnx (image → logits), parity-checked."""
     from training.export.extras import add_classifier
 
+    chosen = _exporter(exporter)
     with user_errors():
-        result = add_classifier(bundle, classifier, command=command_line(ctx))
+        result = add_classifier(bundle, classifier, command=command_line(ctx), exporter=chosen)  # type: ignore[arg-type]
     typer.echo(f"{result.folder}: classifier over {len(result.manifest.dataset.class_names)} classes")
 
 

@@ -29,7 +29,7 @@ from training.core.checkpoint import read_metadata
 from training.core.config import config_from_dict
 from training.core.runs import RunDir
 from training.evaluation.samples import flat_inversion_scores, score_inversion
-from training.export.onnx import _fold_parametrizations, check_parity, export_bundle
+from training.export.onnx import Exporter, _fold_parametrizations, check_parity, default_exporter, export_bundle
 from training.export.shared_weights import share_bundle_weights
 from training.inversion.adapter import GANAdapter, ZooAdapter
 from training.inversion.dfi import (
@@ -44,6 +44,17 @@ from training.inversion.dfi import (
 )
 
 INVERTER_FILE = "inverter.safetensors"
+# Where the dynamo exporter cannot go, the TorchScript one still can. A GAN given as ONNX graphs
+# (training.inversion.onnx_graphs) reaches torch as onnx2torch modules, whose Reshape branches on the values of its
+# shape tensor (`if torch.any(shape == 0)`, onnx2torch 1.5.15): torch.export cannot trace a data-dependent branch
+# (GuardOnDataDependentSymNode), TorchScript's tracer reads the constant. tests/training/export/test_dynamo.py
+# shows the failure; when it stops failing, this entry can go.
+#
+# A GAN given as torch code (training.inversion.torch_code) is the user's code, with D^f taken by forward hooks
+# that stop D early by raising: under torch.export D runs to its end instead, and in one of five all-dynamo test
+# runs its export failed with "Unexpected key _export_root.module.discriminator.trunk"; TorchScript's tracer
+# exported it in every run. Until that is understood, TorchScript for it too.
+TORCHSCRIPT_ADAPTERS = ("OnnxAdapter", "TorchCodeAdapter")
 PARITY_TOLERANCE = 1e-4  # max |ONNX Runtime − torch| the DFI issue sets for every shipped graph
 DIRECTION_DATASETS = ("fashion-mnist", "emoji")  # the data sets whose named edit directions training/editing knows
 
@@ -105,6 +116,7 @@ def bundle_from_adapter(
     classifier_checkpoint: Path | None = None,
     directions: bool = False,
     overwrite: bool = False,
+    exporter: Exporter | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Export, parity-check and complete the bundle of a measured inverter of any GAN adapter.
 
@@ -112,7 +124,8 @@ def bundle_from_adapter(
     into plain weights (default: a folded copy of `inverter`, what `load_export_ready` gives from its checkpoint).
     training: {commands, seeds, checkpoints}; gan_config: default `adapter_record(adapter)`. inverter_checkpoint is
     copied in as inverter.safetensors (CN stored once, parity re-checkable from the bundle); directions: add the
-    data set's named edit directions (zoo bundles of DIRECTION_DATASETS). Returns (folder, manifest metrics)."""
+    data set's named edit directions (zoo bundles of DIRECTION_DATASETS). exporter: None → `exporter_for(adapter)`.
+    Returns (folder, manifest metrics)."""
     if export_ready is None:  # spectral norm W / σ(W) folded in eval mode, as load_export_ready bakes it
         export_ready = _fold_parametrizations(inverter)
     if adapter.data is None:
@@ -124,7 +137,7 @@ def bundle_from_adapter(
     bundle_dir = export_bundle(
         out, name, G, export_ready.features, export_ready, dataset=dataset, training=training, metrics=metrics,
         gan_config=gan_config if gan_config is not None else adapter_record(adapter),
-        latent=adapter.latent, image=adapter.image, overwrite=overwrite,
+        latent=adapter.latent, image=adapter.image, overwrite=overwrite, exporter=exporter or exporter_for(adapter),
     )  # fmt: skip
     parity = check_parity(bundle_dir, G, export_ready.features, export_ready, latent=adapter.latent)
     if max(parity.values()) > PARITY_TOLERANCE:
@@ -141,11 +154,17 @@ def bundle_from_adapter(
     from training.export.extras import add_classifier, add_directions
 
     if classifier_checkpoint is not None:
-        add_classifier(bundle_dir, classifier_checkpoint)
+        add_classifier(bundle_dir, classifier_checkpoint, exporter=exporter)
     if directions:
         add_directions(bundle_dir)
     load_bundle(bundle_dir)
     return bundle_dir, edit.written.manifest.metrics
+
+
+def exporter_for(adapter: GANAdapter) -> Exporter:
+    """The ONNX exporter for an adapter's graphs: TorchScript for those dynamo cannot capture (TORCHSCRIPT_ADAPTERS),
+    else the default (`training.export.onnx.default_exporter`, dynamo unless $DFI_ONNX_EXPORTER says otherwise)."""
+    return "torchscript" if type(adapter).__name__ in TORCHSCRIPT_ADAPTERS else default_exporter()
 
 
 def _inverter_config(path: Path) -> InverterConfig:
@@ -162,6 +181,7 @@ def build_bundle(
     refine_steps: int = 50,
     extra_commands: list[str] | None = None,
     overwrite: bool = False,
+    exporter: Exporter | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """The bundle of any inverter checkpoint. gan_checkpoint: None → the GAN the inverter names (a zoo checkpoint or a
     user's source); given → a zoo checkpoint, checked to be the inverter's. classifier_checkpoint: None → no
@@ -197,8 +217,9 @@ def build_bundle(
         # checkpoints: the inverter's, which bundle_from_adapter records as the bundle's inverter.safetensors
         training = {"seeds": {"inverter": config.seed}, "checkpoints": []}
         gan_config = adapter_record(adapter)
-        # Directions of training/editing need a zoo G for SeFa; `export directions --kinds eq9,svm,pca` adds the
-        # others to a foreign bundle of a known data set.
+        # No directions by default: they need labelled images of the user's domain, and SeFa a first Linear on z
+        # in generator.onnx (a conv-first G has none). `export folder-directions` (any labelled folder) or
+        # `export directions` (a known data set) adds them.
         directions = False
         export_ready = None  # a folded copy of the loaded inverter: the user's code is not opened a second time
     commands = [c for c in map(_command, runs) if c]
@@ -206,7 +227,7 @@ def build_bundle(
     return bundle_from_adapter(
         inverter, adapter, name, out, metrics=metrics, training=training, gan_config=gan_config,
         inverter_checkpoint=inverter_checkpoint, export_ready=export_ready, classifier_checkpoint=classifier_checkpoint,
-        directions=directions, overwrite=overwrite,
+        directions=directions, overwrite=overwrite, exporter=exporter,
     )  # fmt: skip
 
 

@@ -5,15 +5,24 @@ Graphs (fixed names, dynamic batch axis "batch"; see `dfi_core.bundle.GRAPH_CONT
     generator               z [batch, |z|] → image [batch, C, H, W]
     discriminator_features  image [batch, C, H, W] → features [batch, F] D^f
 
-Exporter: torch 2.13's dynamo exporter (`torch.onnx.export(..., dynamo=True)`) needs `onnxscript`, which is not
-a dependency here, so the TorchScript-based exporter (`dynamo=False`) is used. Two things it cannot export are
-rewritten on a private copy of each module, never on the caller's:
-  * spectral norm (torch.nn.utils.parametrizations): eval-mode sigma uses `aten::vdot`, which has no ONNX
-    symbolic. The parametrised weights are folded (W / sigma with the stored u, v — exactly what eval mode
-    computes) into plain parameters.
+Exporter: the dynamo-based `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's torchlib), the
+default since torch 2.9, where the TorchScript-based exporter (`dynamo=False`) is deprecated. TorchScript stays
+selectable (`exporter="torchscript"`, `--exporter torchscript`, $DFI_ONNX_EXPORTER) for a model dynamo cannot
+capture; `tests/training/export/test_dynamo.py` records what it cannot do today, so that a torch release that fixes
+it shows up as a failing test. The graph contract does not depend on the exporter: the same names, a dynamic batch
+axis "batch", opset 17 (torchlib builds opset-18 graphs; the ONNX version converter takes them down to the
+manifest's opset, and a graph left at another opset is refused), one self-contained .onnx file per graph
+(`external_data=False`; `training.export.shared_weights` points large weights into the bundle's safetensors after),
+its Reshapes without the `allowzero=1` that onnx2torch refuses where it is inert (`_drop_inert_allowzero`), and
+BatchNorm left unfused so that weights stay byte-equal to the safetensors files (`_batchnorm_unfused`).
+Two rewrites are made on a private copy of each module, never on the caller's, for both exporters:
+  * spectral norm (torch.nn.utils.parametrizations): the parametrised weights are folded (W / sigma with the stored
+    u, v — exactly what eval mode computes) into plain parameters. TorchScript cannot export eval-mode sigma at all
+    (`aten::vdot` has no ONNX symbolic); dynamo could, but folding keeps sigma out of every forward pass.
   * adaptive average pooling to a size that does not divide the input (D^f's R×R pooling of a 14×14 or 7×7 map
-    at R = 4): the exporter refuses it. During export `adaptive_avg_pool2d` is computed as two matrix products
-    with the same averaging windows (start = ⌊iH/R⌋, end = ⌈(i+1)H/R⌉).
+    at R = 4): TorchScript refuses it. During export `adaptive_avg_pool2d` is computed as two matrix products
+    with the same averaging windows (start = ⌊iH/R⌋, end = ⌈(i+1)H/R⌉). dynamo would decompose it into gathers and
+    reductions; the two MatMuls keep the graphs the ones the shipped bundles were checked with.
 
 Any GAN (`training.inversion.adapter.GANAdapter`): the graphs are traced from the adapter's modules — G and D^f
 already in the [-1, +1] image range — and the shapes and latent prior come from its image and latent contracts.
@@ -29,6 +38,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -36,7 +47,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import onnx
@@ -62,8 +73,28 @@ from training.gan.networks import Generator
 from training.inversion.adapter import ImageContract, LatentContract
 from training.inversion.networks import ConnectionNetwork
 
-DEFAULT_OPSET = 17
-EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript-based; the dynamo exporter needs onnxscript)"
+DEFAULT_OPSET = 17  # the bundle contract's opset (dfi_core.bundle; every shipped graph): unchanged by the exporter
+Exporter = Literal["dynamo", "torchscript"]
+EXPORTERS: tuple[Exporter, ...] = get_args(Exporter)
+EXPORTER_ENV = "DFI_ONNX_EXPORTER"  # the default exporter when a call names none ("dynamo" when unset)
+
+
+def default_exporter() -> Exporter:
+    """$DFI_ONNX_EXPORTER if set (checked), else "dynamo"."""
+    value = os.environ.get(EXPORTER_ENV, "dynamo")
+    if value not in EXPORTERS:
+        raise ValueError(f"${EXPORTER_ENV}={value!r}: the ONNX exporter must be one of {list(EXPORTERS)}")
+    return value  # type: ignore[return-value]
+
+
+def exporter_description(exporter: Exporter) -> str:
+    """The manifest's `exporter.exporter`: which torch.onnx.export path wrote the graphs."""
+    if exporter == "dynamo":
+        import onnxscript
+
+        return (f"torch.onnx.export(dynamo=True) (torch.export + onnxscript {onnxscript.__version__} torchlib; "
+                "opset-18 graphs converted to the manifest's opset by the ONNX version converter)")  # fmt: skip
+    return "torch.onnx.export(dynamo=False) (TorchScript-based; deprecated since torch 2.9)"
 
 
 class FusedInverter(nn.Module):
@@ -151,6 +182,120 @@ def _eval_mode(*modules: nn.Module) -> Iterator[None]:
 # ------------------------------------------------------------------------------------------------------ export
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporters' chatter off for the block: TorchScript's deprecation and tracer warnings, and the dynamo
+    path's log lines (the opset 18 → 17 conversion it is asked for, torchvision's absent NMS ops it never needs)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "dynamo=False is deprecated"
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        # GroupNorm's degenerate-size check (torch.nn.functional._verify_batch_size) only ever raises.
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
+        # dynamo, two inputs: both batch axes are the one symbol they were given, which it names once
+        warnings.filterwarnings("ignore", "# The axis name: .* shares the same shape constraints", UserWarning)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _batchnorm_unfused() -> Iterator[None]:
+    """Within the block, onnxscript's graph optimizer (run by the dynamo exporter) leaves BatchNormalization alone.
+
+    Its default rewrite rules fold an eval-mode BatchNorm into the Conv / ConvTranspose / Gemm before it, which
+    rewrites those weights: they no longer equal the bytes in generator.safetensors / inverter.safetensors, and the
+    bundle would carry G's and a BN discriminator's weights twice (`training.export.shared_weights` matches by
+    content). The shipped graphs keep BatchNormalization as a node (ONNX Runtime fuses what it can at load).
+    onnxscript has no switch for it, so its rule list is filtered for the block; were the list to move, the export
+    still works and only the sharing test (tests/training/export/test_dynamo.py) notices the duplicate."""
+    try:
+        from onnxscript import rewriter
+        from onnxscript.rewriter.rules.common import _fuse_batchnorm
+    except ImportError:
+        yield
+        return
+    original = getattr(rewriter, "_DEFAULT_REWRITE_RULES", None)
+    if original is None:
+        yield
+        return
+    fusing = set(map(id, _fuse_batchnorm.rules))
+    rewriter._DEFAULT_REWRITE_RULES = tuple(rule for rule in original if id(rule) not in fusing)
+    try:
+        yield
+    finally:
+        rewriter._DEFAULT_REWRITE_RULES = original
+
+
+def _torch_onnx_export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: tuple[str, ...],
+    output_name: str,
+    opset: int,
+    exporter: Exporter,
+) -> None:
+    """One call of `torch.onnx.export` on the chosen path, writing a single self-contained file at `path`."""
+    if exporter == "dynamo":
+        batch = torch.export.Dim(BATCH_DIM)  # one symbol for every input: the batch axis is shared
+        with _batchnorm_unfused():
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=list(input_names),
+                output_names=[output_name],
+                dynamic_shapes=tuple({0: batch} for _ in args),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,  # one file, as the bundle layout has it; sharing comes after (shared_weights)
+                optimize=True,  # constant shapes for Reshape (onnx2torch needs them), dead ops removed
+                verbose=False,
+            )
+    elif exporter == "torchscript":
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(input_names),
+            output_names=[output_name],
+            dynamic_axes={name: {0: BATCH_DIM} for name in (*input_names, output_name)},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    else:
+        raise ValueError(f"unknown ONNX exporter {exporter!r}: one of {list(EXPORTERS)}")
+
+
+def _drop_inert_allowzero(model: onnx.ModelProto) -> int:
+    """Clear `allowzero=1` on each Reshape whose target shape is a constant without a 0; returns how many.
+
+    torchlib writes every `view`/`reshape` as Reshape(allowzero=1), which onnx2torch 1.5.15 refuses ("allowzero=1 is
+    not implemented") — and bundles without generator.safetensors refine through onnx2torch. The attribute only
+    decides how a 0 in the shape is read (ONNX Reshape-14), so for a constant shape with no 0 (dynamo's are
+    [-1, C, H, W]-like) clearing it changes nothing the graph computes."""
+    constants = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+    cleared = 0
+    for node in model.graph.node:
+        allowzero = [a for a in node.attribute if a.name == "allowzero" and a.i == 1]
+        if node.op_type != "Reshape" or not allowzero or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        if (onnx.numpy_helper.to_array(constants[node.input[1]]) != 0).all():
+            node.attribute.remove(allowzero[0])
+            cleared += 1
+    return cleared
+
+
 def export_graph(
     module: nn.Module,
     example: torch.Tensor | tuple[torch.Tensor, ...],
@@ -158,13 +303,16 @@ def export_graph(
     input_name: str | tuple[str, ...],
     output_name: str,
     opset: int = DEFAULT_OPSET,
+    exporter: Exporter | None = None,
 ) -> Path:
     """Export `module` (evaluated in eval mode; the caller's module is not changed) to ONNX at `path`.
 
     One output and one or more inputs (a tuple of examples with a tuple of names, as SCGAN's patch + z_edge), all
     with fixed names and a dynamic batch axis named "batch"; checked by `onnx.checker`. Each example is a CPU
-    batch of at least 2, the same for every input (a batch of 1 could let the tracer bake size-1 shapes).
+    batch of at least 2, the same for every input (a batch of 1 could let the tracer bake size-1 shapes; torch.export
+    specialises a dimension of size 1). exporter: "dynamo" or "torchscript"; None: `default_exporter()`.
     """
+    exporter = exporter or default_exporter()
     examples = example if isinstance(example, tuple) else (example,)
     input_names = input_name if isinstance(input_name, tuple) else (input_name,)
     if len(examples) != len(input_names):
@@ -175,24 +323,17 @@ def export_graph(
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = _fold_parametrizations(module).cpu()
     args = tuple(e.detach().cpu() for e in examples)
-    with _exportable_adaptive_pool(), torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "dynamo=False is deprecated"
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        # GroupNorm's degenerate-size check (torch.nn.functional._verify_batch_size) only ever raises.
-        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
-        torch.onnx.export(
-            plain,
-            args,
-            str(path),
-            input_names=list(input_names),
-            output_names=[output_name],
-            dynamic_axes={name: {0: BATCH_DIM} for name in (*input_names, output_name)},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    with _exportable_adaptive_pool(), torch.no_grad(), _quiet_exporter():
+        _torch_onnx_export(plain, args, path, input_names, output_name, opset, exporter)
         reference = plain(*args)
     model = onnx.load(str(path))
+    # torchlib writes opset-18 graphs and, when the version converter cannot take one down to the requested opset,
+    # keeps it at 18 with only a log line: a manifest would then state an opset its graph does not have.
+    graph_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if graph_opset != opset:
+        raise RuntimeError(f"{path}: the {exporter} exporter wrote opset {graph_opset}, not the requested {opset}")
+    if exporter == "dynamo":
+        _drop_inert_allowzero(model)
     # The tracer's shape inference leaves some output dims symbolic (e.g. after ConvTranspose); all but the
     # batch axis are fixed by the architecture, so write them down from a real forward pass.
     dims = model.graph.output[0].type.tensor_type.shape.dim
@@ -280,6 +421,7 @@ def export_bundle(
     opset: int = DEFAULT_OPSET,
     seed: int = 0,
     overwrite: bool = False,
+    exporter: Exporter | None = None,
 ) -> Path:
     """Write the bundle folder `out_dir/name` and return its path.
 
@@ -288,10 +430,12 @@ def export_bundle(
     `FusedInverter(features, CN)`). latent / image: the adapter's contracts (|z| and prior; (C, H, W)); None → read
     from a zoo generator's config (N(0, I)). A zoo generator (`dfi_core.generator.Generator`) also gets
     generator.safetensors and the `refinement` block; any other G refines from generator.onnx (onnx2torch).
+    exporter: the torch.onnx.export path of all three graphs (None: `default_exporter()`), named in the manifest.
     dataset: {name, split, license}; training: {commands, seeds, checkpoints} (gan_config is added to it: the zoo's
     GAN config, or the adapter's record of a user's GAN); metrics: free-form. The folder is built next to its
     destination and moved there when complete.
     """
+    exporter = exporter or default_exporter()
     zoo = isinstance(generator, Generator)
     if (latent is None or image is None) and not zoo:
         raise ValueError("export_bundle needs the latent and image contracts for a generator that is not of the zoo")
@@ -314,7 +458,7 @@ def export_bundle(
         modules = {"invert": inverter, "generator": generator, "discriminator_features": features}
         graphs = {}
         for graph, (file, input_name, output_name) in GRAPH_CONTRACT.items():
-            path = export_graph(modules[graph], examples[graph], tmp / file, input_name, output_name, opset)
+            path = export_graph(modules[graph], examples[graph], tmp / file, input_name, output_name, opset, exporter)
             in_shape, out_shape = _graph_shapes(path)
             graphs[graph] = {
                 "file": file,
@@ -335,7 +479,7 @@ def export_bundle(
             "graphs": graphs,
             "training": {**training, "gan_config": gan_config},
             "metrics": metrics,
-            "exporter": {**versions, "exporter": EXPORTER, "opset": opset},
+            "exporter": {**versions, "exporter": exporter_description(exporter), "opset": opset},
             "directions": {},
         }
         if zoo:
@@ -396,11 +540,15 @@ def check_parity(
 
 __all__ = [
     "DEFAULT_OPSET",
-    "EXPORTER",
+    "EXPORTERS",
+    "EXPORTER_ENV",
+    "Exporter",
     "FusedInverter",
     "check_parity",
+    "default_exporter",
     "export_bundle",
     "export_graph",
+    "exporter_description",
     "latent_prior",
     "save_refinement_generator",
 ]

@@ -20,7 +20,7 @@ from torch import nn
 
 from dfi_core.bundle import BATCH_DIM, Bundle, edit_bundle, load_bundle
 from training.core.checkpoint import read_metadata, save_checkpoint
-from training.export.onnx import DEFAULT_OPSET, export_graph
+from training.export.onnx import DEFAULT_OPSET, Exporter, export_graph
 from training.scgan.model import Outpainter, SCGANConfig, load_outpainter, load_scgan
 
 OUTPAINT_FILE = "outpaint.onnx"
@@ -37,9 +37,11 @@ def export_two_input_graph(
     input_names: tuple[str, str] = INPUT_NAMES,
     output_name: str = OUTPUT_NAME,
     opset: int = DEFAULT_OPSET,
+    exporter: Exporter | None = None,
 ) -> Path:
-    """Export `module(patch, z_edge)` with the outpaint graph's names (`export_graph` does the work)."""
-    return export_graph(module, examples, path, input_names, output_name, opset)
+    """Export `module(patch, z_edge)` with the outpaint graph's names (`export_graph` does the work; under dynamo
+    both inputs share one batch symbol)."""
+    return export_graph(module, examples, path, input_names, output_name, opset, exporter)
 
 
 def parity_inputs(config: SCGANConfig, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +94,11 @@ def save_bundle_weights(
     return save_checkpoint(path, modules, {}, asdict(config), 0, extra=extra)
 
 
-def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | None = None) -> tuple[Bundle, dict]:
-    """Export outpaint.onnx + scgan.safetensors into `bundle_dir`, register the entry, check parity (≤ 1e-4)."""
+def add_outpaint(
+    bundle_dir: str | Path, checkpoint: str | Path, command: str | None = None, exporter: Exporter | None = None
+) -> tuple[Bundle, dict]:
+    """Export outpaint.onnx + scgan.safetensors into `bundle_dir`, register the entry, check parity (≤ 1e-4).
+    exporter: None → `training.export.onnx.default_exporter()`."""
     bundle_dir = Path(bundle_dir)
     with edit_bundle(bundle_dir) as edit:
         opset = edit.loaded.manifest.exporter.opset
@@ -102,7 +107,8 @@ def add_outpaint(bundle_dir: str | Path, checkpoint: str | Path, command: str | 
         if tuple(config.shape) != tuple(shape):
             raise ValueError(f"SCGAN image shape {tuple(config.shape)} ≠ bundle image {shape}")
         patch, z_edge = parity_inputs(config)
-        export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE, opset=opset)
+        export_two_input_graph(outpainter, (patch[:2], z_edge[:2]), bundle_dir / OUTPAINT_FILE, opset=opset,
+                               exporter=exporter)  # fmt: skip
         meta = read_metadata(checkpoint)
         # A bundle's own scgan.safetensors is a valid source too (re-exporting a bundle keeps its outpaint graph):
         # its extra already is {"trained": the run's stage logs}.
