@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long schemathesis run (CI runs 15 examples per operation and 5 stateful sequences): N examples per operation
+# The long schemathesis run (CI runs 15 examples per operation and 3 stateful sequences): N examples per operation
 # and S stateful sequences (up to 6 linked calls each) against the ASGI app with the shipped bundles and a real
 # Redis; writes benchmarks/results/fuzz.json (cases and status codes per phase and operation).
 # Usage: bash benchmarks/fuzz_service.sh [N=300] [S=200]

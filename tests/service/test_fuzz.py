@@ -20,7 +20,7 @@ from service.app import create_app
 from tests.service.conftest import make_settings
 
 EXAMPLES = int(os.environ.get("DFI_FUZZ_EXAMPLES", "15"))
-STATEFUL_EXAMPLES = int(os.environ.get("DFI_FUZZ_STATEFUL_EXAMPLES", "5"))  # sequences, each up to 6 calls
+STATEFUL_EXAMPLES = int(os.environ.get("DFI_FUZZ_STATEFUL_EXAMPLES", "3"))  # sequences, each up to 6 calls
 REPORT = os.environ.get("DFI_FUZZ_REPORT")  # a JSON-lines file: one line per generated request (benchmarks/)
 
 

@@ -83,7 +83,7 @@ def services(redis_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         for process in reversed(processes):
-            process.terminate()
+            process.kill()  # no graceful stop under test here (test_faults.py checks SIGTERM); it cost ~10 s
         for process in processes:
             process.wait(30)
 
