@@ -168,8 +168,9 @@ async def merge_job(ctx: dict[str, Any], *, job_id: str) -> dict[str, Any]:
             refine = plan["spec"]["refine_steps"] > 0
             extra = {"refine_source": loaded.refinement_generator().source if refine else None,
                      "providers": {g: s.provider for g, s in loaded.graphs.items()}}  # fmt: skip
+            names = list(loaded.bundle.manifest.dataset.class_names)
             result = await asyncio.to_thread(merge_metrics, folder, plan, description, float(record["created"]),
-                                             labelled, extra)  # fmt: skip
+                                             labelled, extra, names)  # fmt: skip
     except FATAL as error:
         await _fail_job(ctx, job_id, str(error))
         return {"failed": str(error)}

@@ -143,6 +143,9 @@ class JobCreate(_Request):
     refine_steps: int = Field(0, ge=0)
     batch_size: int = Field(250, ge=1, le=4096)
     return_reconstructions: bool = Field(False, description="kind invert only: also G(z) as uint8 images")
+    per_class: bool = Field(False, description="kind metrics, data-set splits only: every metric per true label, "
+                            "FD per class (one n for every class) and the classes flagged far below the others "
+                            "(dfi_core.per_class)")  # fmt: skip
 
     @field_validator("metrics")
     @classmethod
@@ -159,6 +162,8 @@ class JobCreate(_Request):
             raise ValueError("metrics apply to kind 'metrics' only; an invert job returns latents")
         if self.kind == "metrics" and self.return_reconstructions:
             raise ValueError("return_reconstructions applies to kind 'invert' only")
+        if self.kind == "invert" and self.per_class:
+            raise ValueError("per_class applies to kind 'metrics' only; an invert job returns latents")
         return self
 
 

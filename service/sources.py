@@ -93,6 +93,22 @@ class SplitSource(Source):
         return Batch(names, self.data.images[start:stop], self.data.labels[start:stop])
 
 
+def split_class_names(dataset: str, split: str) -> list[str]:
+    return list(_split(dataset, split).class_names)
+
+
+def per_class_refusal(source: dict[str, Any]) -> str | None:
+    """Why a `per_class` metric job cannot run on this source (None: it can). Per-class scores group images by
+    their true label; only a data-set split carries labels."""
+    if source.get("type") == "split":
+        return None
+    what = {"archive": "an uploaded archive", "folder": "a folder"}.get(source.get("type", ""), "this source")
+    return (
+        f"per_class needs the true label of every image, and {what} carries none; run per_class on a data-set "
+        "split (POST /jobs with dataset and split)"
+    )
+
+
 def decode_items(items: list[tuple[str, bytes | str]], image: ImageSpec, limits: DecodeLimits) -> Batch:
     """(name, bytes or a reason already found) → the decoded ones and the reasons for the rest."""
     names, images, errors = [], [], []

@@ -28,7 +28,7 @@ from service.store import JobFolder, ResultStore, StoreError, store_error
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-UPLOAD_FIELDS = {"kind", "model", "metrics", "refine_steps", "batch_size", "return_reconstructions"}
+UPLOAD_FIELDS = {"kind", "model", "metrics", "refine_steps", "batch_size", "return_reconstructions", "per_class"}
 MAX_FIELD_BYTES = 4096
 
 
@@ -53,7 +53,8 @@ def _echo(body: JobCreate, exclude: set[str]) -> dict[str, Any]:
 
 def _spec(body: JobCreate) -> JobSpec:
     metrics = tuple(body.metrics) if body.kind == "metrics" else ()
-    return JobSpec(body.kind, body.refine_steps, body.batch_size, metrics, body.return_reconstructions)
+    return JobSpec(body.kind, body.refine_steps, body.batch_size, metrics, body.return_reconstructions,
+                   per_class=body.per_class)
 
 
 def _new_folder(store: ResultStore, job_id: str, settings: Settings, kind: str) -> JobFolder:
@@ -210,11 +211,12 @@ def _form_body(fields: dict[str, str], settings: Settings) -> JobCreate:
     if "metrics" in fields:
         # An explicit empty `metrics=` is an empty list, refused like {"metrics": []} on POST /jobs.
         values["metrics"] = [m.strip() for m in fields["metrics"].split(",") if m.strip()]
-    if "return_reconstructions" in values:
-        flag = values["return_reconstructions"].strip().lower()
-        if flag not in ("true", "false", "1", "0"):
-            raise APIError(422, "invalid job: return_reconstructions: give true or false")
-        values["return_reconstructions"] = flag in ("true", "1")
+    for name in ("return_reconstructions", "per_class"):
+        if name in values:
+            flag = values[name].strip().lower()
+            if flag not in ("true", "false", "1", "0"):
+                raise APIError(422, f"invalid job: {name}: give true or false")
+            values[name] = flag in ("true", "1")
     try:
         return JobCreate(**values, n=settings.max_job_images)
     except ValidationError as error:
@@ -232,7 +234,8 @@ def _form_body(fields: dict[str, str], settings: Settings) -> JobCreate:
                      "model": {"type": "string"}, "metrics": {"type": "string", "description": "comma-separated"},
                      "refine_steps": {"type": "integer", "minimum": 0},
                      "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
-                     "return_reconstructions": {"type": "boolean"}}}}}}})  # fmt: skip
+                     "return_reconstructions": {"type": "boolean"},
+                     "per_class": {"type": "boolean", "description": "refused: uploads carry no labels"}}}}}}})  # fmt: skip
 async def create_upload_job(request: Request, registry: RegistryDep, queue: QueueDep, store: StoreDep,
                             settings: SettingsDep, metrics: MetricsDep) -> JSONResponse:  # fmt: skip
     """Invert or score your own images: multipart `archive` (zip or tar) plus the JSON route's fields as form

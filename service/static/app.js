@@ -549,6 +549,7 @@ function renderJob(job) {
       });
       $("job-table").querySelector("tbody").replaceChildren(...rows);
       $("job-table").hidden = false;
+      renderPerClass(job.result.per_class);
       const seconds = job.result.seconds === undefined ? "" : ` in ${job.result.seconds} s`;
       $("job-status").textContent += ` · ${job.result.method} on ${job.result.n} images${seconds}`;
     }
@@ -561,6 +562,41 @@ function renderJob(job) {
   }
 }
 
+// A per_class result (dfi_core.per_class): one bar per class of the flag metric (PSNR, else the first metric),
+// scaled from the lowest to the highest class mean; flagged classes in red, the rule in the caption.
+function renderPerClass(perClass) {
+  const figure = $("job-per-class-bars");
+  figure.hidden = !perClass;
+  if (!perClass) return;
+  const metric = ["psnr", "ssim", "class_consistency"].find((m) => perClass.classes.some((c) => perClass.by_class[c][m]));
+  if (!metric) {
+    figure.hidden = true;
+    return;
+  }
+  const flagged = new Set((perClass.flags[metric] || {}).flagged || []);
+  const means = perClass.classes.map((c) => (perClass.by_class[c][metric] || {}).mean);
+  const known = means.filter((m) => m !== undefined);
+  const low = Math.min(...known);
+  const span = Math.max(...known) - low || 1;
+  const cells = [];
+  perClass.classes.forEach((name, i) => {
+    const mean = means[i];
+    const bar = document.createElement("div");
+    bar.className = flagged.has(name) ? "bar flagged" : "bar";
+    bar.dataset.class = name;
+    bar.style.width = mean === undefined ? "0" : `${5 + (95 * (mean - low)) / span}%`;
+    const n = perClass.by_class[name].n;
+    const label = `${mean === undefined ? "–" : mean.toFixed(3)} (n ${n})${flagged.has(name) ? " flagged" : ""}`;
+    cells.push(Object.assign(document.createElement("span"), { textContent: name }), bar,
+      Object.assign(document.createElement("span"), { textContent: label }));
+  });
+  figure.querySelector(".bars").replaceChildren(...cells);
+  const fd = perClass.fd && perClass.fd.n_per_class ? ` · FD per class at n = ${perClass.fd.n_per_class}` : "";
+  figure.querySelector("figcaption").textContent =
+    `${metric} per class; flagged: ${perClass.flagged.length ? perClass.flagged.join(", ") : "none"} — ` +
+    `${perClass.rule.text}${fd}`;
+}
+
 function jobBody() {
   const body = {
     model: state.model.name,
@@ -569,7 +605,10 @@ function jobBody() {
     refine_steps: Number($("job-refine").value) || 0,
   };
   if (body.kind === "invert") body.return_reconstructions = $("job-recon").checked;
-  else body.metrics = [...document.querySelectorAll("#job-metrics input:checked")].map((input) => input.value);
+  else {
+    body.metrics = [...document.querySelectorAll("#job-metrics input[value]:checked")].map((input) => input.value);
+    if ($("job-per-class").checked) body.per_class = true;
+  }
   return body;
 }
 
@@ -579,6 +618,7 @@ async function submitJob() {
   const errorBox = $("job-error");
   clearError(errorBox);
   $("job-table").hidden = true;
+  $("job-per-class-bars").hidden = true;
   $("job-progress").value = 0;
   $("job-chunks").textContent = "";
   $("job-cancel").disabled = true;

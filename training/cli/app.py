@@ -7,6 +7,7 @@ python -m training train gan --data fashion-mnist --loss wgan-gp --steps 4000 --
 python -m training train gan --resume runs/00003-.../checkpoints/step-002000.safetensors
 python -m training train inverter --gan runs/00003-.../checkpoints/step-010000.safetensors --method dfi
 python -m training eval --bundle models/fashion-mnist --methods dfi,dfi_opt --n 1000 --repeats 5
+python -m training evaluate gan-metric --bundle models/fashion-mnist --n 1000
 python -m training export bundle --gan ... --inverter ... --classifier ... --name fashion-mnist
 """
 
@@ -41,6 +42,7 @@ COMMANDS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
         "samples": gan.evaluate_samples_command,
         "reconstruction": inversion.reconstruct_command,
         "inverters": evaluation.evaluate_inverters_command,
+        "gan-metric": evaluation.gan_metric_command,
         "edits": editing.evaluate_edits_command,
         "cyclic": cyclic.evaluate_cyclic_command,
         "scgan": scgan.evaluate_scgan_command,

@@ -66,3 +66,41 @@ def evaluate_inverters_command(
     paths = write_inverter_report(result, out, name)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"written": [str(p) for p in paths]}))
+
+
+def gan_metric_command(
+    bundle: Annotated[Path, typer.Option(help="bundle folder (invert.onnx, generator.onnx, classifier.onnx)")],
+    n: Annotated[int, typer.Option(help="the first n unseen test images")] = 1000,
+    method: Annotated[str, typer.Option(help="dfi, or dfi_opt (+ --refine-steps Adam steps of eq. 2)")] = "dfi",
+    refine_steps: int = 50,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(help="classifier checkpoint: FD in its penultimate features instead of classifier.onnx's logits"),
+    ] = None,  # fmt: skip
+    fd_n: Annotated[int | None, typer.Option(help="images per class for FD (default: the smallest class)")] = None,
+    k: Annotated[float | None, typer.Option(help="flag threshold in robust z units (default 3.5)")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="a gan-metric JSON of a reference GAN: flag on the per-class difference to it")
+    ] = None,  # fmt: skip
+    name: Annotated[str | None, typer.Option(help="file stem (default <bundle>-per-class)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("docs/results/gan-metric"),
+    threads: int | None = None,
+) -> None:
+    """The ICLR reconstruction metric per class: PSNR, SSIM, class-consistency and FD per class of the unseen
+    test images, classes far below the others flagged (rule: dfi_core/per_class.py, and the JSON's `rule`)."""
+    import torch
+
+    from dfi_core.per_class import FLAG_K
+    from training.evaluation.per_class import evaluate_gan_metric, write_gan_metric_report
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        result = evaluate_gan_metric(bundle, n, method, refine_steps, classifier, fd_n,
+                                     FLAG_K if k is None else k, reference)  # fmt: skip
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    paths = write_gan_metric_report(result, out, name)
+    typer.echo(paths[1].read_text())
+    typer.echo(json.dumps({"flagged": result["per_class"]["flagged"], "written": [str(p) for p in paths]}))
