@@ -53,8 +53,9 @@ def _echo(body: JobCreate, exclude: set[str]) -> dict[str, Any]:
 
 def _spec(body: JobCreate) -> JobSpec:
     metrics = tuple(body.metrics) if body.kind == "metrics" else ()
-    return JobSpec(body.kind, body.refine_steps, body.batch_size, metrics, body.return_reconstructions,
-                   per_class=body.per_class)
+    return JobSpec(
+        body.kind, body.refine_steps, body.batch_size, metrics, body.return_reconstructions, per_class=body.per_class
+    )
 
 
 def _new_folder(store: ResultStore, job_id: str, settings: Settings, kind: str) -> JobFolder:
@@ -235,7 +236,8 @@ def _form_body(fields: dict[str, str], settings: Settings) -> JobCreate:
                      "refine_steps": {"type": "integer", "minimum": 0},
                      "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
                      "return_reconstructions": {"type": "boolean"},
-                     "per_class": {"type": "boolean", "description": "refused: uploads carry no labels"}}}}}}})  # fmt: skip
+                     "per_class": {"type": "boolean", "description": "refused: uploads carry no labels"},
+                 }}}}}})  # fmt: skip
 async def create_upload_job(request: Request, registry: RegistryDep, queue: QueueDep, store: StoreDep,
                             settings: SettingsDep, metrics: MetricsDep) -> JSONResponse:  # fmt: skip
     """Invert or score your own images: multipart `archive` (zip or tar) plus the JSON route's fields as form
