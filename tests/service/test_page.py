@@ -174,6 +174,20 @@ def test_page_inverts_edits_interpolates_and_runs_a_job(redis_url, tmp_path, sta
         assert "complete" in browser.find_element("id", "job-status").text
         assert browser.find_element("id", "job-progress").get_attribute("value") == "1"
         assert not shown_error(browser, "job-error") and not shown_error(browser, "global-error")
+        assert not browser.find_element("id", "job-per-class-bars").is_displayed()  # not asked for
+
+        # The same job per class (issue 23): one bar per Fashion-MNIST class; the red bars are the classes the caption
+        # lists as flagged (the result's `flagged`).
+        browser.find_element("id", "job-per-class").click()
+        browser.find_element("id", "job-submit").click()
+        wait(browser, lambda d: d.find_element("id", "job-per-class-bars").is_displayed(), "per-class bars", timeout=45)
+        bars = browser.find_elements("css selector", "#job-per-class-bars .bar")
+        assert len(bars) == 10, len(bars)
+        shown_flagged = sorted(b.get_attribute("data-class") for b in bars if "flagged" in b.get_attribute("class"))
+        caption = browser.find_element("css selector", "#job-per-class-bars figcaption").text
+        assert caption.startswith("psnr per class; flagged: "), caption
+        listed = caption.removeprefix("psnr per class; flagged: ").split(" — ")[0]
+        assert shown_flagged == ([] if listed == "none" else sorted(listed.split(", "))), (shown_flagged, caption)
         if os.environ.get("DFI_SCREENSHOTS") == "1":
             screenshots(browser)
 
