@@ -10,10 +10,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
-import re
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,9 +27,9 @@ from service.registry import load_registry
 from service.routers import edit, health, invert, jobs, models, outpaint, page, v2
 from service.settings import Settings, get_settings
 from service.store import ResultStore
+from service.timeouts import request_id_of
 
 log = logging.getLogger("service")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class BodyLimit:
@@ -91,11 +89,7 @@ class BodyLimit:
             await self._refuse(scope, send, f"request body larger than {setting}", limit, setting)
 
     async def _refuse(self, scope: Scope, send: Send, message: str, limit: int, setting: str) -> None:
-        # The id request_context gave this request, or (a Content-Length refusal never reaches it) the same rule.
-        request_id = (scope.get("state") or {}).get("request_id")
-        if request_id is None:
-            given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-            request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = request_id_of(scope)  # a Content-Length refusal never reaches RequestContext
         body = {"error": {"message": message, "request_id": request_id, "limit": {setting: limit}}}
         response = JSONResponse(body, status_code=413, headers={"X-Request-ID": request_id})
         await response(scope, None, send)  # type: ignore[arg-type]
@@ -118,8 +112,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         start, status, started = time.perf_counter(), "499", False  # 499: nobody answered (the client went)

@@ -45,7 +45,8 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
-        self._idle: asyncio.Event | None = None  # set while no graph call of this batcher runs
+        self._idle = asyncio.Event()  # set while no graph call of this batcher runs (binds no loop until awaited)
+        self._idle.set()
         self._waiting = 0  # callers queued or held by the batching task, not yet in a graph call
 
     async def __call__(self, array: np.ndarray) -> np.ndarray:
@@ -54,9 +55,6 @@ class MicroBatcher:
             if self.on_batch:
                 self.on_batch(len(array))
             return await loop.run_in_executor(self._executor, self._run_chunked, array)
-        if self._idle is None:
-            self._idle = asyncio.Event()
-            self._idle.set()
         if self._idle.is_set() and not self.max_delay_s and not self._waiting:
             return await self._run_alone(loop, array)
         if self._task is None or self._task.done():
@@ -69,7 +67,6 @@ class MicroBatcher:
         return await future
 
     async def _run_alone(self, loop: asyncio.AbstractEventLoop, array: np.ndarray) -> np.ndarray:
-        assert self._idle is not None
         self._idle.clear()  # callers arriving meanwhile queue up; the batching task merges them once this is done
         try:
             if self.on_batch:
@@ -87,7 +84,6 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
-            assert self._idle is not None
             await self._idle.wait()  # a lone call (`_run_alone`) is running: what queues meanwhile is merged after it
             items, rows = [first], len(first.array)
             deadline = time.monotonic() + self.max_delay_s
@@ -115,7 +111,6 @@ class MicroBatcher:
         merged = np.concatenate([item.array for item in live]) if len(live) > 1 else live[0].array
         if self.on_batch:
             self.on_batch(len(merged))
-        assert self._idle is not None
         self._idle.clear()
         try:
             output = await loop.run_in_executor(self._executor, self.run, merged)

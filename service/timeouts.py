@@ -40,15 +40,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("uvicorn.error")
 LINGER_S = 2.0  # how long a refused connection is drained before it is closed
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # as service.app.REQUEST_ID
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # a caller's X-Request-ID is kept when it matches
 
 
 def body_timeout_message(timeout_s: float) -> str:
     return f"request body not received within request_read_timeout_s ({timeout_s:g} s without a byte)"
 
 
-def _request_id(scope: Scope) -> str:
-    # The id request_context gave this request, or the same rule (a refusal before the app saw the request).
+def request_id_of(scope: Scope) -> str:
+    """The id app.RequestContext gave this request, else the rule it uses: the caller's sane X-Request-ID, or a new
+    one (for a refusal before the app saw the request: a 413 from a Content-Length, a 408)."""
     request_id = (scope.get("state") or {}).get("request_id")
     if request_id is None:
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
@@ -107,7 +108,7 @@ class ReadTimeout:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        request_id = _request_id(scope)
+        request_id = request_id_of(scope)
         body = {"error": {"message": body_timeout_message(self.timeout_s), "request_id": request_id,
                           "limit": {"request_read_timeout_s": self.timeout_s}}}  # fmt: skip
         response = JSONResponse(body, status_code=408, headers={"X-Request-ID": request_id, "Connection": "close"})

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import service.routers.jobs
-from service.chunks import LABELS, REAL_LOGITS, JobSpec, compute_chunk, make_plan, merge_metrics, run_chunk
+from service.chunks import LABELS, REAL_LOGITS, JobSpec, compute_chunk, make_plan, merge_metrics
 from service.errors import APIError
 from service.metrics import ApiMetrics
 from service.registry import load_model
 from service.schemas import JobCreate
 from service.sources import Batch, SplitSource, per_class_refusal
-from service.store import JobFolder
 from tests.service.conftest import MODELS, make_settings, png_bytes
+from tests.service.test_chunks import _run as run_chunks
 
 N, BATCH = 160, 16
 SPEC = JobSpec("metrics", batch_size=BATCH, metrics=("psnr", "ssim", "class_consistency"), per_class=True)
@@ -33,14 +33,7 @@ def model():  # noqa: ANN201
 
 
 def _result(model, folder: Path, size: int, spec: JobSpec = SPEC) -> dict:  # noqa: ANN001
-    source = {"type": "split", "dataset": "fashion-mnist", "split": "test", "n": N}
-    split = SplitSource("fashion-mnist", "test", N)
-    plan = make_plan(spec, model, source, split.count, size)
-    job = JobFolder(folder)
-    job.root.mkdir(parents=True)
-    job.write_json(job.plan, plan)
-    for index, bounds in enumerate(plan["chunks"]):
-        run_chunk(job, index, tuple(bounds), split, model, spec)
+    job, plan = run_chunks(model, spec, folder, N, size)  # test_chunks' split-source job, chunk by chunk
     return merge_metrics(job, plan, "fashion-mnist/test", class_names=list(model.bundle.manifest.dataset.class_names))
 
 
