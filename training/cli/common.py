@@ -86,6 +86,26 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def class_indices(name: str, data_dir: str | None, spec: str | None) -> tuple[int, ...]:
+    """`--exclude-classes "trouser,8"`: class names or indices of data set `name`, as sorted indices."""
+    if not spec:
+        return ()
+    from training.datasets import load_dataset
+
+    names = load_dataset(name, "test", data_dir).class_names
+    if not names:
+        fail(f"data set {name!r} has no classes to leave out")
+    chosen = set()
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
+        if item.isdigit() and int(item) < len(names):
+            chosen.add(int(item))
+        elif item in names:
+            chosen.add(names.index(item))
+        else:
+            fail(f"--exclude-classes: {item!r} is not a class of {name} (0..{len(names) - 1} or one of {names})")
+    return tuple(sorted(chosen))
+
+
 def shape_of(name: str, data_dir: str | None, size: int | None, channels: int | None) -> tuple[int, ...]:
     if name == "fashion-mnist":
         return (1, 28, 28)

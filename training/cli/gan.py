@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import DataDirOpt, DataOpt, command_line, fail, set_threads, shape_of, start_run, user_errors
+from training.cli.common import (
+    DataDirOpt,
+    DataOpt,
+    class_indices,
+    command_line,
+    fail,
+    set_threads,
+    shape_of,
+    start_run,
+    user_errors,
+)
 
 
 def train_gan_command(
@@ -28,6 +38,16 @@ def train_gan_command(
     beta1: float | None = None,
     beta2: float | None = None,
     n_critic: int | None = None,
+    hinge: Annotated[bool, typer.Option(help="hinge adversarial loss instead of the objective's own")] = False,
+    ema_decay: Annotated[
+        float, typer.Option(help="EMA of G's weights, e.g. 0.999 (0 = off); the EMA G is shipped")
+    ] = 0.0,
+    augment: Annotated[str, typer.Option(help="DiffAugment policy for D's inputs: color,translation,cutout")] = "",
+    fd_classifier: Annotated[
+        Path | None, typer.Option(help="classifier checkpoint: sample FD along training (fd.jsonl, fd_curve.png)")
+    ] = None,
+    fd_every: Annotated[int, typer.Option(help="steps between FD scores (0 = every checkpoint)")] = 0,
+    fd_samples: int = 2_000,
     rf_pretrain_steps: int = 2_000,
     sample_every: int = 1_000,
     checkpoint_every: int = 1_000,
@@ -35,6 +55,9 @@ def train_gan_command(
     data_dir: DataDirOpt = None,
     size: int | None = None,
     channels: int | None = None,
+    exclude_classes: Annotated[
+        str | None, typer.Option(help="classes left out of the training data, names or indices: 'trouser,8'")
+    ] = None,
     out: Annotated[Path, typer.Option(help="parent folder of run folders")] = Path("runs"),
     run_dir: Annotated[Path | None, typer.Option(help="exact run folder (default: numbered under --out)")] = None,
     resume: Annotated[Path | None, typer.Option(help="checkpoint to continue from (its config is used)")] = None,
@@ -54,10 +77,13 @@ def train_gan_command(
             typer.echo(f"final checkpoint: {path}")
             return
         shape = shape_of(data, data_dir, size, channels)
+        left_out = class_indices(data, data_dir, exclude_classes)
         config = gan_config(
-            DataConfig(data, data_dir, size, channels), shape, loss, z_dim=z_dim, g_width=g_width,
+            DataConfig(data, data_dir, size, channels, left_out), shape, loss, z_dim=z_dim, g_width=g_width,
             d_width=d_width, feature_dim=feature_dim, norm=norm, lr_g=lr_g, lr_d=lr_d, beta1=beta1,
-            beta2=beta2, n_critic=n_critic, steps=steps, seed=seed, batch_size=batch_size,
+            beta2=beta2, n_critic=n_critic, hinge=hinge, ema_decay=ema_decay, augment=augment,
+            fd_classifier=str(fd_classifier.resolve()) if fd_classifier else None, fd_every=fd_every,
+            fd_samples=fd_samples, steps=steps, seed=seed, batch_size=batch_size,
             rf_pretrain_steps=rf_pretrain_steps, sample_every=sample_every,
             checkpoint_every=checkpoint_every, log_every=log_every, device=device,
         )  # fmt: skip

@@ -56,6 +56,26 @@ class Dataset:
             return chunk.float()
         return chunk.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
+    def without_classes(self, classes: tuple[int, ...] | list[int]) -> Dataset:
+        """The samples whose label is not in `classes` (a mode-drop GAN's training set); names stay as they are."""
+        if not classes:
+            return self
+        if self.labels is None:
+            raise ValueError(f"data set {self.name!r} has no labels: it cannot leave classes out")
+        unknown = sorted(set(classes) - set(range(len(self.class_names))))
+        if unknown:
+            raise ValueError(f"{self.name} has classes 0..{len(self.class_names) - 1}; cannot leave out {unknown}")
+        if len(set(classes)) >= len(self.class_names):
+            raise ValueError(
+                f"leaving out all {len(self.class_names)} classes of {self.name} leaves nothing to train on"
+            )
+        keep = ~np.isin(self.labels, np.asarray(list(classes)))
+        attributes = {
+            k: [v for v, kept in zip(values, keep, strict=True) if kept] for k, values in self.attributes.items()
+        }
+        return Dataset(self.name, self.split, self.data[keep], self.labels[keep], list(self.class_names), attributes,
+                       f"{self.source} without classes {sorted(set(classes))}")  # fmt: skip
+
     def label_batch(self, index: torch.Tensor | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
         if self.labels is None:
             raise ValueError(f"data set {self.name!r} has no labels")

@@ -8,6 +8,7 @@ from typing import Any
 
 from training.core.config import register_config
 from training.datasets.config import DataConfig
+from training.gan.augment import parse_policy
 from training.gan.losses import LossConfig, default_norm
 from training.gan.networks import DiscriminatorConfig, GeneratorConfig, stages_for
 
@@ -48,6 +49,16 @@ class GANConfig:
     checkpoint_every: int = 1_000
     log_every: int = 50
     keep_checkpoints: int = 2
+    # Exponential moving average of G's weights (and BatchNorm statistics), ŵ ← β·ŵ + (1 − β)·w after every G step
+    # (Karras et al. 2018; Yazıcı et al. 2019): the averaged G is the one sampled, inverted and exported. 0 = off.
+    ema_decay: float = 0.0
+    # DiffAugment policy for D's inputs, e.g. "color,translation,cutout" (training/gan/augment.py); "" = none.
+    augment: str = ""
+    # Sample FD along training (training/gan/convergence.py): the data set's classifier checkpoint, scored at
+    # every `fd_every` steps (0 = at every checkpoint) on `fd_samples` fixed z; None = not scored.
+    fd_classifier: str | None = None
+    fd_every: int = 0
+    fd_samples: int = 2_000
     device: str = "auto"
     kind: str = field(default="gan", init=False)
 
@@ -69,6 +80,19 @@ class GANConfig:
             problems.append("wgan-gp's gradient penalty is per sample: batch norm in the critic is invalid")
         if self.loss.name == "rfgan" and self.discriminator.extra_feature_dim != self.rf_code_dim:
             problems.append("rfgan: discriminator.extra_feature_dim must equal rf_code_dim")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
+        try:
+            ops = parse_policy(self.augment)
+        except ValueError as error:
+            problems.append(str(error))
+        else:
+            if ops and len(shape) != 3:
+                problems.append("augment moves pixels: it needs an image data set")
+        if self.fd_every < 0 or self.fd_samples < 2:
+            problems.append("fd_every must be ≥ 0 and fd_samples ≥ 2")
+        if self.fd_every and not self.fd_classifier:
+            problems.append("fd_every needs fd_classifier (the data set's classifier checkpoint)")
         if problems:
             raise ValueError("invalid GAN config: " + "; ".join(problems))
 
@@ -82,6 +106,7 @@ def gan_config(
     d_width: int = 64,
     feature_dim: int = 1024,
     norm: str | None = None,
+    hinge: bool = False,
     **overrides: Any,
 ) -> GANConfig:
     """A GAN config with the published defaults of `loss` filled in; `overrides` replace top-level fields
@@ -106,7 +131,7 @@ def gan_config(
             feature_dim=feature_dim,
             extra_feature_dim=rf_code_dim if loss == "rfgan" else 0,
         ),
-        loss=LossConfig(name=loss),
+        loss=LossConfig(name=loss, hinge=hinge),
         optim=optim,
         **overrides,
     )

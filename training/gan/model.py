@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from training.core.checkpoint import load_checkpoint, read_metadata
 from training.core.config import config_from_dict
@@ -16,6 +17,12 @@ from training.gan.networks import Autoencoder, Discriminator, FeatureDenoiser, G
 def build_gan(config: GANConfig) -> dict[str, torch.nn.Module]:
     """G, D and the objective's extra modules, rebuilt from the config alone."""
     modules: dict[str, torch.nn.Module] = {"G": Generator(config.generator)}
+    if config.ema_decay > 0:
+        # torch's own EMA (swa_utils): a deep copy of G whose weights and buffers (BatchNorm's running statistics,
+        # use_buffers=True) follow G's by ŵ ← β·ŵ + (1 − β)·w at every update_parameters(G).
+        modules["G_ema"] = AveragedModel(
+            modules["G"], multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+        )
     extra = None
     if config.loss.name == "rfgan":
         modules["autoencoder"] = Autoencoder(config.generator.shape, config.rf_code_dim)
@@ -29,11 +36,19 @@ def build_gan(config: GANConfig) -> dict[str, torch.nn.Module]:
 def load_generator_and_discriminator(
     checkpoint: str | Path, device: str = "cpu"
 ) -> tuple[Generator, Discriminator, GANConfig]:
-    """Frozen (eval-mode, no grad) G and D of a GAN checkpoint, for inference and DFI."""
+    """Frozen (eval-mode, no grad) G and D of a GAN checkpoint, for inference and DFI; G is the EMA average of the
+    run's generator when it kept one (`ema_decay` > 0)."""
     config = config_from_dict(read_metadata(checkpoint)["config"])
     if not isinstance(config, GANConfig):
         raise ValueError(f"{checkpoint} is a {config.kind} checkpoint, not a GAN")
     modules = build_gan(config)
     load_checkpoint(checkpoint, modules)
-    G, D = (frozen(modules[k].to(device)) for k in ("G", "D"))
-    return G, D, config  # type: ignore[return-value]
+    D = frozen(modules["D"].to(device))
+    return frozen(shipped_generator(modules).to(device)), D, config  # type: ignore[return-value]
+
+
+def shipped_generator(modules: dict[str, torch.nn.Module]) -> Generator:
+    """The G that samples, DFI and the bundle use: the EMA average when the run keeps one, else G itself."""
+    if "G_ema" in modules:
+        return modules["G_ema"].module  # type: ignore[return-value]
+    return modules["G"]  # type: ignore[return-value]

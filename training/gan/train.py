@@ -20,9 +20,11 @@ from training.core.plotting import save_grid, save_points
 from training.core.runs import RunDir
 from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
+from training.gan.augment import DiffAugment
 from training.gan.config import GANConfig
+from training.gan.convergence import FDCurve, SampleFD
 from training.gan.losses import GANObjective
-from training.gan.model import build_gan
+from training.gan.model import build_gan, shipped_generator
 from training.gan.networks import Autoencoder, Generator
 
 
@@ -64,6 +66,7 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)  # only module initialisation draws from the global RNG
     data = load_dataset(config.data.name, "train", config.data.data_dir, config.data.size, config.data.channels)
+    data = data.without_classes(config.data.exclude_classes)
     if tuple(data.shape) != tuple(config.generator.shape):
         raise ValueError(f"data set {data.name} has samples {data.shape}, config says {config.generator.shape}")
     modules = build_gan(config)
@@ -94,12 +97,29 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
     log = run.log()
     sample_z = torch.randn(64, config.generator.z_dim, generator=torch.Generator().manual_seed(config.seed + 1))
     sample_z = sample_z.to(device)
-    objective = GANObjective(config.loss, D, modules.get("denoiser"))  # type: ignore[arg-type]
+    augment = DiffAugment(config.augment)
+    objective = GANObjective(config.loss, D, modules.get("denoiser"), augment or None)  # type: ignore[arg-type]
+    shipped = shipped_generator(modules)  # the EMA average when kept: what samples, DFI and bundles use
+    sample_fd, fd_curve = None, FDCurve(run.path)
+    if config.fd_classifier:
+        sample_fd = SampleFD(config.fd_classifier, config.data.name, config.data.data_dir, config.generator.z_dim,
+                             config.fd_samples, config.seed, device)  # fmt: skip
+        fd_curve.truncate_after(start)
+    fd_every = config.fd_every or config.checkpoint_every
 
     def checkpoint(step: int) -> Path:
         path = save_checkpoint(run.checkpoint_path(step), modules, optimizers, to_dict(config), step, rng, extra)
         run.prune_checkpoints(config.keep_checkpoints)
         return path
+
+    def score(step: int) -> None:
+        assert sample_fd is not None
+        record = {"step": step, "n": sample_fd.n, "fd": round(sample_fd(shipped), 4)}
+        if shipped is not G:
+            record["fd_raw"] = round(sample_fd(G), 4)
+        record = fd_curve.add(record)
+        if not quiet:
+            bar.write(f"step {step}: sample FD {record['fd']} (n = {record['n']})" + " — flat" * record["converged"])
 
     def draw_batch() -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(len(data), (config.batch_size,), generator=rng)
@@ -126,10 +146,12 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
                 optimizers["denoiser"].step()
                 stats["denoiser"] = r_loss.item()
         z = torch.randn(config.batch_size, config.generator.z_dim, generator=rng).to(device)
-        g_loss, g_stats = objective.generator_loss(G(z))
+        g_loss, g_stats = objective.generator_loss(G(z), rng)
         optimizers["G"].zero_grad(set_to_none=True)
         g_loss.backward()
         optimizers["G"].step()
+        if "G_ema" in modules:
+            modules["G_ema"].update_parameters(G)  # type: ignore[operator]
 
         done = step + 1
         if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
@@ -141,7 +163,9 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
             log.write(record)
             bar.set_postfix(D=f"{record['loss_D']:.3f}", G=f"{record['loss_G']:.3f}")
         if done % config.sample_every == 0 or done == config.steps:
-            _save_samples(G, sample_z, run.samples / f"step-{done:06d}", data)
+            _save_samples(shipped, sample_z, run.samples / f"step-{done:06d}", data)
+        if sample_fd is not None and (done % fd_every == 0 or done == config.steps):
+            score(done)
         if done % config.checkpoint_every == 0 or done == config.steps:
             last_path = checkpoint(done)
     return last_path or checkpoint(start)

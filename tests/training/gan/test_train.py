@@ -124,3 +124,95 @@ def test_points_gan_trains_on_the_gaussians(tmp_path: Path) -> None:
     train_gan(config, tmp_path, quiet=True)
     assert (tmp_path / "samples" / "step-000003.png").is_file()
     assert len(load_dataset("gaussians", "test")) == 2_000
+
+
+# -- issue 22: EMA, DiffAugment, hinge, sample FD along training; issue 23: classes left out ------------------------
+
+STRONGER = dict(ema_decay=0.9, augment="color,translation,cutout")
+
+
+@pytest.mark.parametrize(("loss", "extra"), [("dcgan", {**STRONGER, "hinge": True}), ("sngan", STRONGER)])
+def test_resume_with_ema_and_augmentation_reproduces_the_uninterrupted_run(loss: str, extra: dict,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    straight = train_gan(tiny_config(loss, steps=4, **extra), tmp_path / "straight", quiet=True)
+    train_gan(tiny_config(loss, steps=2, **extra), tmp_path / "split", quiet=True)
+    resumed = resume_gan(tmp_path / "split" / "checkpoints" / "step-000002.safetensors", steps=4, quiet=True)
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert any(key.startswith("G_ema.module.") for key in a)  # the average is checkpointed, with its count
+    assert a["G_ema.n_averaged"].item() == 4
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{loss}: {key} differs after resume")
+
+
+def test_the_ema_generator_is_the_one_loaded_for_sampling_and_inversion(tmp_path: Path) -> None:
+    final = train_gan(tiny_config("dcgan", steps=4, ema_decay=0.5), tmp_path, quiet=True)
+    tensors = load_file(str(final))
+    G, _, _ = load_generator_and_discriminator(final)
+    for key, value in G.state_dict().items():
+        torch.testing.assert_close(value, tensors[f"G_ema.module.{key}"], rtol=0, atol=0)
+    raw = [
+        k
+        for k in G.state_dict()
+        if k.endswith("weight") and not torch.equal(tensors[f"G.{k}"], tensors[f"G_ema.module.{k}"])
+    ]
+    assert raw, "the EMA weights should differ from the last raw weights after 4 steps at β = 0.5"
+
+
+def test_hinge_replaces_the_adversarial_loss_and_is_refused_for_wgan_gp() -> None:
+    config = tiny_config("dcgan", steps=1, hinge=True)
+    torch.manual_seed(0)
+    modules = build_gan(config)
+    D = modules["D"].eval()
+    objective = GANObjective(config.loss, D)
+    real, fake = torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(8, 1, 28, 28) * 2 - 1
+    d_loss, _ = objective.discriminator_loss(real, fake, torch.Generator())
+    expected = torch.relu(1 - D(real)).mean() + torch.relu(1 + D(fake)).mean()
+    torch.testing.assert_close(d_loss, expected)
+    torch.testing.assert_close(objective.generator_loss(fake)[0], -D(fake).mean())
+    with pytest.raises(ValueError, match="WGAN-GP's critic loss"):
+        tiny_config("wgan-gp", steps=1, hinge=True)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        tiny_config("dcgan", steps=1, augment="mixup")
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        tiny_config("dcgan", steps=1, ema_decay=1.0)
+
+
+def test_a_gan_trained_without_classes_never_sees_them(tmp_path: Path, fashion_train) -> None:
+    kept = fashion_train.without_classes([4, 1])
+    assert len(kept) == 48_000 and not set(kept.labels.tolist()) & {1, 4}
+    assert kept.class_names == fashion_train.class_names  # indices keep their meaning
+    with pytest.raises(ValueError, match="cannot leave out \\[12\\]"):
+        fashion_train.without_classes([12])
+    config = gan_config(DataConfig("fashion-mnist", exclude_classes=(4,)), (1, 28, 28), "dcgan", **TINY, steps=1,
+                        batch_size=16, sample_every=1, checkpoint_every=1, device="cpu")  # fmt: skip
+    final = train_gan(config, tmp_path, quiet=True)
+    _, _, loaded = load_generator_and_discriminator(final)
+    assert loaded.data.exclude_classes == (4,)  # recorded in the checkpoint's config, so the run says what it saw
+
+
+def test_sample_fd_is_scored_along_training_and_the_curve_survives_a_resume(tmp_path: Path) -> None:
+    from training.classifiers.classifier import train_classifier
+    from training.classifiers.config import ClassifierTrainConfig
+    from training.classifiers.networks import ClassifierConfig
+
+    cls_config = ClassifierTrainConfig(DataConfig("fashion-mnist"), ClassifierConfig((1, 28, 28), 10, width=8),
+                                       steps=5, batch_size=16, device="cpu")  # fmt: skip
+    classifier, _ = train_classifier(cls_config, tmp_path / "cls", quiet=True)
+    extra = dict(ema_decay=0.5, fd_classifier=str(classifier), fd_samples=64)
+    train_gan(tiny_config("dcgan", steps=4, **extra), tmp_path / "gan", quiet=True)
+    resume_gan(tmp_path / "gan" / "checkpoints" / "step-000002.safetensors", steps=6, quiet=True)
+    records = [json.loads(line) for line in (tmp_path / "gan" / "fd.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]  # step 4 re-scored once after the resume from step 2
+    assert all(r["n"] == 64 and r["fd"] > 0 and r["fd_raw"] > 0 for r in records)
+    assert (tmp_path / "gan" / "fd_curve.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="fd_every needs fd_classifier"):
+        tiny_config("dcgan", steps=1, fd_every=2)
+
+
+def test_the_flat_rule_needs_three_checkpoints_within_the_tolerance() -> None:
+    from training.gan.convergence import is_flat
+
+    assert not is_flat([30.0, 29.5])  # too few points
+    assert is_flat([40.0, 30.0, 29.5, 30.4])  # the last three within 5 % of 29.5
+    assert not is_flat([30.0, 28.0, 26.0])  # still falling: 4 / 26 = 15 %
+    assert not is_flat([26.0, 30.0, 26.5])  # swinging
