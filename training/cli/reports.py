@@ -1,4 +1,4 @@
-"""`report zoo | curves | dfi | gaussians | dfeatures`: result pages under docs/."""
+"""`report zoo | curves | dfi | gaussians | dfeatures | mode-drop`: result pages under docs/."""
 
 from __future__ import annotations
 
@@ -28,6 +28,22 @@ def report_dfeatures_command(
     from training.reports.dfeatures import dfeatures
 
     typer.echo(json.dumps(dfeatures(bundle, out, n)))
+
+
+def report_mode_drop_command(
+    runs: Annotated[Path, typer.Option(help="the study's folder (mode_drop_study.sh)")] = Path("runs/mode-drop"),
+    docs: Annotated[Path, typer.Option(help="output folder")] = Path("docs/results/mode-drop"),
+) -> None:
+    """Issue 23: recall and false alarms of the per-class metric and of sample counts on GANs with classes left out."""
+    from training.reports.mode_drop import study, write_report
+
+    try:
+        result = study(runs)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    paths = write_report(result, runs, docs)
+    typer.echo((docs / "mode-drop-table.md").read_text())
+    typer.echo(json.dumps({"written": [str(p) for p in paths]}))
 
 
 def report_zoo_command(

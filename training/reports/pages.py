@@ -7,6 +7,7 @@ every row carries the command that produced it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,20 @@ def command_of(run: Path) -> str:
     return folder.read_command() if folder.command_path.is_file() else ""
 
 
+def _resume_note(row: dict[str, Any]) -> list[str]:
+    """A run resumed past its first command's --steps (command.txt keeps the first command) says so."""
+    match = re.search(r"--steps (\d+)", row["command"])
+    if match is None or int(match.group(1)) == row["steps"]:
+        return []
+    first = int(match.group(1))
+    return [
+        f"- {row['loss']}: the recorded command below trained {first:,} G steps; the run was then resumed with",
+        f"  `--resume` from its step-{first} checkpoint to `--steps {row['steps']}` (a resume repeats exactly the",
+        "  steps of an uninterrupted run, `training/gan/train.py`; command.txt keeps the first command). The table's",
+        f"  {row['steps']} steps and FD are the resumed run's. `bash scripts/train_zoo.sh` reproduces it in one go.",
+    ]
+
+
 def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_commands: dict[str, str]) -> str:
     lines = [
         "# The GAN zoo: trained models and their sample quality",
@@ -151,9 +166,12 @@ def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_
         "torch thread per run, two to four runs sharing the cores (no GPU was lent to this task), so wall minutes",
         "say little about speed. Every number below is read from the run folders.",
         "",
-        "**FD** is the Fréchet distance between 10,000 samples and the 10,000 real test images in the feature",
-        "space of the data set's own classifier (penultimate layer, 128-d); lower is better. The **floor** is",
-        "the same distance for 10,000 real *training* images: what a perfect generator would score at this n.",
+        "**FD** is the Fréchet distance between 10,000 samples and the whole test split (10,000 Fashion-MNIST /",
+        "688 emoji images) in the feature space of the data set's own classifier (penultimate layer, 128-d); lower",
+        "is better. The **floor** is the same distance for min(10,000, train split) real *training* images",
+        "(10,000 Fashion-MNIST / all 6,884 emoji): what a perfect generator would score at these n",
+        "(`training/evaluation/samples.py`). FD is biased upward at small n: compare these FDs only with FDs at the",
+        "same n (10,000 samples vs the whole test split), not with the 1000- or 137-image FDs of docs/results.",
         "",
         "## Classifiers (feature space of the FD; judge of class-consistency)",
         "",
@@ -180,6 +198,7 @@ def render(rows: list[dict[str, Any]], classifiers: dict[str, dict], classifier_
             lines.append(f"- {r['loss']}: [samples](zoo/{r['run']}-samples.png), [losses](zoo/{r['run']}-losses.png)")
         lines += ["", "Commands:", ""]
         for r in subset:
+            lines += _resume_note(r)
             lines += [f"- `{r['command']}`", f"  - `{r['fd_command']}`"]
     return "\n".join(lines) + "\n"
 
