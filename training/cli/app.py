@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
         "reconstruction": inversion.reconstruct_command,
         "inverters": evaluation.evaluate_inverters_command,
         "gan-metric": evaluation.gan_metric_command,
+        "robustness": evaluation.robustness_command,
         "edits": editing.evaluate_edits_command,
         "cyclic": cyclic.evaluate_cyclic_command,
         "scgan": scgan.evaluate_scgan_command,

@@ -104,3 +104,30 @@ def gan_metric_command(
     paths = write_gan_metric_report(result, out, name)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"flagged": result["per_class"]["flagged"], "written": [str(p) for p in paths]}))
+
+
+def robustness_command(
+    classifier: Annotated[Path, typer.Option(help="the data set's classifier checkpoint (FD and LPIPS-style spaces)")],
+    n: Annotated[int, typer.Option(help="the first n test images (FD: n originals vs their n copies)")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the random translations (the same for both paddings)")] = 0,
+    name: Annotated[str, typer.Option(help="file stem of <name>.json/.md/-*.png")] = "robustness",
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("docs/results/robustness"),
+    device: str = "cpu",
+    threads: int | None = None,
+) -> None:
+    """IJCV Figs. 2–5 analogue: FD (stand-in for FID) and an LPIPS-style distance (stand-in for LPIPS) between real
+    test images and fish-eye distorted / randomly translated (raw vs reflection padding) copies."""
+    import torch
+
+    from training.evaluation.robustness import robustness_study, write_robustness_report
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        result = robustness_study(classifier, n, seed=seed, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    paths = write_robustness_report(result, out, name)
+    typer.echo(paths[1].read_text())
+    typer.echo(json.dumps({"written": [str(p) for p in paths]}))
