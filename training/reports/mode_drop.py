@@ -61,10 +61,17 @@ def load_variants(runs: Path) -> dict[str, dict[str, Any]]:
     return variants
 
 
-def _score(flagged: list[str], dropped: list[str]) -> dict[str, Any]:
+def _score(flagged: list[str], dropped: list[str], z: dict[str, float] | None = None) -> dict[str, Any]:
+    """Recall and false alarms of a flag set; with the detector's z per class, also each dropped class's rank among
+    all classes from the most extreme (1 = the class the detector ranks worst), a threshold-free measure."""
     hits = sorted(set(flagged) & set(dropped), key=flagged.index)
-    return {"flagged": flagged, "recall": len(hits) / len(dropped) if dropped else None,
-            "false_alarms": sorted(set(flagged) - set(dropped))}  # fmt: skip
+    score = {"flagged": flagged, "recall": len(hits) / len(dropped) if dropped else None,
+             "false_alarms": sorted(set(flagged) - set(dropped))}  # fmt: skip
+    if z:
+        order = sorted(z, key=z.get)  # most negative z first
+        score["dropped_ranks"] = {c: order.index(c) + 1 for c in dropped if c in z}
+        score["dropped_z"] = {c: round(z[c], 2) for c in dropped if c in z}
+    return score
 
 
 def _overall_psnr(per_class: dict[str, Any]) -> float:
@@ -88,8 +95,13 @@ def study(runs: Path) -> dict[str, Any]:
         per_class = v["metric"]["per_class"]
         counts = v["samples"]["sample_class_histogram"]
         low = [c for c, n, r in zip(classes, counts, ref_counts, strict=True) if n < COUNT_RATIO * r]
-        detectors = {m: _score(per_class["flags"].get(m, {}).get("flagged", []), v["dropped"]) for m in DETECTORS}
-        detectors["sample_counts"] = _score(low if name != references[0] else [], v["dropped"])
+        flags = per_class["flags"]
+        detectors = {m: _score(flags.get(m, {}).get("flagged", []), v["dropped"], flags.get(m, {}).get("z"))
+                     for m in DETECTORS}  # fmt: skip
+        # Sample counts ranked by their ratio to the reference's (lowest first), as a pseudo-z for the ranks.
+        ratio = {c: n / max(r, 1) for c, n, r in zip(classes, counts, ref_counts, strict=True)}
+        detectors["sample_counts"] = _score(low if name != references[0] else [], v["dropped"],
+                                            ratio if name != references[0] else None)  # fmt: skip
         by_class = per_class["by_class"]
         rows[name] = {
             "dropped": v["dropped"],
@@ -138,11 +150,15 @@ def plot_study(result: dict[str, Any], path: Path) -> Path:
 
 
 def _cell(score: dict[str, Any]) -> str:
+    """recall · false alarms (their names) · the dropped classes' ranks (1 = ranked worst of all classes)."""
     if score["recall"] is None:
         return f"{len(score['false_alarms'])} false ({', '.join(score['false_alarms']) or '–'})"
-    return f"{score['recall']:.2f} · {len(score['false_alarms'])} false" + (
-        f" ({', '.join(score['false_alarms'])})" if score["false_alarms"] else ""
-    )
+    cell = f"{score['recall']:.2f} · {len(score['false_alarms'])} false"
+    if score["false_alarms"]:
+        cell += f" ({', '.join(score['false_alarms'])})"
+    if score.get("dropped_ranks"):
+        cell += " · rank " + "/".join(str(r) for r in score["dropped_ranks"].values())
+    return cell
 
 
 def write_report(result: dict[str, Any], runs: Path, docs: Path) -> list[Path]:
