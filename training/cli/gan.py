@@ -134,17 +134,20 @@ def evaluate_samples_command(
     classifier: Annotated[Path, typer.Option(help="classifier checkpoint of the same data set")],
     n: int = 10_000,
     seed: int = 0,
+    pairs: Annotated[int, typer.Option(help="random sample pairs for the MS-SSIM diversity (each set)")] = 1000,
     out: Annotated[Path | None, typer.Option(help="JSON result file (default: next to the checkpoint)")] = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> None:
-    """Fréchet distance of n samples vs the real test split in the classifier's feature space."""
+    """Sample quality and diversity: Fréchet distance of n samples vs the real test split in the classifier's
+    feature space, per-class sample counts, the classifier IS (Inception score with the data set's classifier in
+    place of Inception) and the MS-SSIM diversity of random sample pairs — each beside the real test images'."""
     from training.core.runs import RunDir
     from training.evaluation.samples import evaluate_samples
 
     set_threads(threads)
     with user_errors():
-        result = evaluate_samples(checkpoint, classifier, n=n, seed=seed, device=device)
+        result = evaluate_samples(checkpoint, classifier, n=n, seed=seed, device=device, pairs=pairs)
     result["command"] = command_line(ctx)
     try:
         target = out or RunDir.of_checkpoint(checkpoint).sample_fd_path

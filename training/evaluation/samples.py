@@ -1,5 +1,16 @@
 """Sample quality of a trained GAN: the Fréchet distance of its samples to real test images in the
-data set's own classifier feature space (the domain FD the issues call for; FID needs Inception weights)."""
+data set's own classifier feature space (the domain FD the issues call for; FID needs Inception weights), and the
+two sample-based scores the ICLR 2019 paper compares against (sec. 5, Table 3):
+
+- classifier IS: the Inception score of Salimans et al. 2016, exp(E_x KL(p(y|x) ‖ p(y))), over 10 splits, with the
+  data set's classifier in place of Inception (whose weights cannot be fetched here). Not comparable to Inception
+  scores of other work: only to other classifier IS numbers of the same classifier. Higher = more confident and
+  more varied class predictions; at most the number of classes. `classifier_is_real` (real test images) is the
+  reference a perfect generator would reach.
+- MS-SSIM diversity (Odena et al. 2017): mean MS-SSIM over random pairs of distinct samples, with
+  dfi_core.metrics.ms_ssim (28 px images: 2 scales, see there). Lower = more diverse; a collapsed G scores near 1.
+  `ms_ssim_diversity_real` (pairs of real test images) is the reference.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +35,67 @@ def classifier_features(classifier: torch.nn.Module, images: torch.Tensor, batch
 
 
 @torch.no_grad()
+def classifier_logits(classifier: torch.nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    return torch.cat([classifier(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+IS_SPLITS = 10  # Salimans et al. 2016's protocol (and torchmetrics' default)
+MS_SSIM_PAIRS = 1000
+
+
+def classifier_inception_score(logits: torch.Tensor, splits: int = IS_SPLITS, seed: int = 0) -> dict[str, Any]:
+    """The Inception score formula on a classifier's logits [N, C]: exp(mean_x KL(p(y|x) ‖ p(y))) on each of
+    `splits` parts of a seeded random permutation (p(y) = the part's mean prediction); {"mean", "std", "splits"},
+    std over the parts with n − 1 (as torch.std and torchmetrics). 1 ≤ score ≤ C.
+
+    Written out rather than torchmetrics' InceptionScore (1.9.0; it does take a custom feature module, e.g. an
+    nn.Identity on logits) because its compute() (a) returns NaN when a class's probability underflows to 0 in a
+    whole part — 0·(log 0 − log 0) instead of 0, which a confident classifier on a mode-collapsed G produces, the very
+    case the score is for — and (b) shuffles with torch's global, unseeded RNG. Otherwise the same arithmetic: on
+    ordinary logits the two agree (tests/training/evaluation/test_sample_scores.py)."""
+    logits = torch.as_tensor(logits).detach().to("cpu", torch.float64)
+    if logits.ndim != 2 or len(logits) < splits:
+        raise ValueError(f"need [N ≥ {splits}, classes] logits, got shape {tuple(logits.shape)}")
+    logits = logits[torch.randperm(len(logits), generator=torch.Generator().manual_seed(seed))]
+    scores = []
+    for part in logits.tensor_split(splits):  # sizes differ by at most 1 (torch.chunk can return fewer parts)
+        p, log_p = part.softmax(1), part.log_softmax(1)
+        log_marginal = p.mean(0, keepdim=True).log()  # finite wherever p > 0
+        kl = torch.where(p > 0, p * (log_p - log_marginal), torch.zeros_like(p)).sum(1)
+        scores.append(kl.mean().exp())
+    stacked = torch.stack(scores)
+    return {"mean": float(stacked.mean()), "std": float(stacked.std()), "splits": splits}
+
+
+def ms_ssim_diversity(images: torch.Tensor | np.ndarray, pairs: int = MS_SSIM_PAIRS, seed: int = 0) -> dict[str, Any]:
+    """Mean MS-SSIM over `pairs` random pairs (i, j), i ≠ j, of `images` [N ≥ 2, C, H, W] in the model range [-1, 1]
+    (dfi_core.metrics.ms_ssim maps to [0, 1]); pairs drawn with replacement from a numpy generator seeded with `seed`.
+    {"mean", "std" (over pairs, n − 1), "pairs"}. Identical images give 1; lower = more diverse."""
+    from dfi_core.metrics import ms_ssim
+
+    images = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if len(images) < 2:
+        raise ValueError(f"need at least 2 images for pairs, got {len(images)}")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(images), pairs)
+    second = (first + rng.integers(1, len(images), pairs)) % len(images)  # uniform over the other N − 1 images
+    values = ms_ssim(images[first], images[second])
+    std = float(values.std(ddof=1)) if pairs > 1 else 0.0
+    return {"mean": float(values.mean()), "std": std, "pairs": pairs}
+
+
+@torch.no_grad()
 def evaluate_samples(
-    checkpoint: str | Path, classifier_path: str | Path, n: int = 10_000, seed: int = 0, device: str = "auto"
+    checkpoint: str | Path,
+    classifier_path: str | Path,
+    n: int = 10_000,
+    seed: int = 0,
+    device: str = "auto",
+    pairs: int = MS_SSIM_PAIRS,
 ) -> dict[str, Any]:
+    """Sample FD (with its train-vs-test floor), classifier IS and MS-SSIM diversity of n samples, each next to the
+    same score of real test images. The new scores draw from generators of their own, so the FD keys are the
+    numbers they were before them."""
     dev = resolve_device(device)
     G, _, config = load_generator_and_discriminator(checkpoint, str(dev))
     classifier, cls_config = load_classifier(classifier_path, dev)
@@ -34,7 +103,8 @@ def evaluate_samples(
         raise ValueError(f"GAN trained on {config.data.name!r} but classifier on {cls_config.data.name!r}")
     real = load_dataset(config.data.name, "test", config.data.data_dir)
     real_index = torch.arange(min(n, len(real)))
-    real_features = classifier_features(classifier, real.batch(real_index, dev))
+    real_images = real.batch(real_index, dev)
+    real_features = classifier_features(classifier, real_images)
     rng = torch.Generator().manual_seed(seed)
     samples = torch.cat([
         G(torch.randn(min(500, n - i), config.generator.z_dim, generator=rng).to(dev)) for i in range(0, n, 500)
@@ -44,7 +114,8 @@ def evaluate_samples(
     train = load_dataset(config.data.name, "train", config.data.data_dir)
     floor_index = torch.randperm(len(train), generator=rng)[:n]
     floor = frechet_distance_of_features(real_features, classifier_features(classifier, train.batch(floor_index, dev)))
-    predicted = classifier(samples).argmax(1).cpu().numpy()
+    logits = classifier(samples)
+    predicted = logits.argmax(1).cpu().numpy()
     return {
         "checkpoint": str(checkpoint),
         "data": config.data.name,
@@ -57,6 +128,10 @@ def evaluate_samples(
         "fd_train_vs_test": floor,
         "sample_class_histogram": np.bincount(predicted, minlength=len(real.class_names)).tolist(),
         "feature_space": f"classifier penultimate layer ({cls_config.model.feature_dim}-d) of {classifier_path}",
+        "classifier_is": classifier_inception_score(logits, seed=seed),
+        "classifier_is_real": classifier_inception_score(classifier_logits(classifier, real_images), seed=seed),
+        "ms_ssim_diversity": ms_ssim_diversity(samples, pairs, seed=seed),
+        "ms_ssim_diversity_real": ms_ssim_diversity(real_images, pairs, seed=seed),
     }
 
 

@@ -39,11 +39,12 @@ def test_train_resume_classifier_and_sample_fd(tmp_path: Path) -> None:
     last = run / "checkpoints/step-000003.safetensors"
     result = runner.invoke(app, ["evaluate", "samples", "--checkpoint", str(last),
                                  "--classifier", str(cls / "classifier.safetensors"), "--n", "200", "--out", str(out),
-                                 "--device", "cpu"])  # fmt: skip
+                                 "--device", "cpu", "--pairs", "20"])  # fmt: skip
     assert result.exit_code == 0, result.output
     scored = json.loads(out.read_text())
     # An untrained generator is far from the data; real train images are close to real test images.
     assert scored["fd_samples_vs_test"] > 3 * scored["fd_train_vs_test"] > 0
+    assert scored["ms_ssim_diversity"]["pairs"] == 20 and scored["classifier_is_real"]["mean"] > 1
     assert sum(scored["sample_class_histogram"]) == 200
 
 

@@ -36,7 +36,7 @@ def test_zoo_page_lists_every_scored_run(tmp_path: Path) -> None:
                             feature_dim=16, steps=2, batch_size=16, sample_every=2, device="cpu")  # fmt: skip
         ckpt = train_gan(config, runs / f"fashion-mnist-{loss}", quiet=True)
         (ckpt.parent.parent / "command.txt").write_text(f"python -m training train gan --loss {loss}\n")
-        score = evaluate_samples(ckpt, cls, n=100, device="cpu")
+        score = evaluate_samples(ckpt, cls, n=100, device="cpu", pairs=20)
         (ckpt.parent.parent / "sample_fd.json").write_text(json.dumps(score))
     page = zoo_report(runs, tmp_path / "docs").read_text()
     assert "| dcgan | 2 | 1 |" in page and "| sngan | 2 | 1 |" in page
