@@ -109,6 +109,8 @@ def study(runs: Path) -> dict[str, Any]:
             "reference": per_class.get("reference"),
             "sample_fd": v["samples"]["fd_samples_vs_test"],
             "sample_fd_n": v["samples"]["n_samples"],
+            "classifier_is": (v["samples"].get("classifier_is") or {}).get("mean"),
+            "ms_ssim_diversity": (v["samples"].get("ms_ssim_diversity") or {}).get("mean"),
             "sample_counts": dict(zip(classes, counts, strict=True)),
             "recon_psnr": _overall_psnr(per_class),
             "recon_psnr_per_class": {c: by_class[c]["psnr"]["mean"] for c in classes},
@@ -170,18 +172,18 @@ def write_report(result: dict[str, Any], runs: Path, docs: Path) -> list[Path]:
         if grids:
             written.append(Path(shutil.copyfile(grids[-1], docs / f"{name}-samples.png")))
     lines = [
-        "| variant | dropped | sample FD (n) | samples of dropped classes (ref.) | recon PSNR | PSNR | SSIM | "
-        "class-cons. | FD per class | sample counts |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | dropped | sample FD (n) | classifier IS | MS-SSIM div. | samples of dropped classes (ref.) | "
+        "recon PSNR | PSNR | SSIM | class-cons. | FD per class | sample counts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ref_counts = result["variants"][result["reference"]]["sample_counts"]
     for name, row in result["variants"].items():
         counts = ", ".join(f"{c} {row['sample_counts'][c]} ({ref_counts[c]})" for c in row["dropped"]) or "–"
         cells = [_cell(row["detectors"][d]) for d in (*DETECTORS, "sample_counts")]
         dropped = ", ".join(row["dropped"]) or "none (reference)"
-        head = (
-            f"| {name} | {dropped} | {row['sample_fd']:.2f} ({row['sample_fd_n']}) | {counts} | {row['recon_psnr']:.2f}"
-        )
+        scores = " | ".join("–" if row[k] is None else f"{row[k]:.3f}" for k in ("classifier_is", "ms_ssim_diversity"))
+        head = (f"| {name} | {dropped} | {row['sample_fd']:.2f} ({row['sample_fd_n']}) | {scores} | {counts} | "
+                f"{row['recon_psnr']:.2f}")  # fmt: skip
         lines.append(head + " | " + " | ".join(cells) + " |")
     table = docs / "mode-drop-table.md"
     table.write_text("\n".join(lines) + "\n")
