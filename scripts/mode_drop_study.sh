@@ -5,7 +5,7 @@
 # The classes come from a seeded draw, not a choice: torch.randperm(10, Generator().manual_seed(0))[:3] =
 # [4 coat, 1 trouser, 7 sneaker], nested (drop1 ⊂ drop2 ⊂ drop3).
 # Usage: LANE=a|b|eval|all bash scripts/mode_drop_study.sh [runs/mode-drop]
-#   (CPU, 2 cores: lanes a and b side by side ≈ 70 min, then eval ≈ 10 min; every step is skipped once done, so a
+#   (CPU, 2 cores: lanes a and b side by side took 113 min on 2026-12-02 with other work on the cores, eval 8 min; every step is skipped once done, so a
 #    stopped run resumes at the step it was in — GAN runs from their last checkpoint.)
 set -euo pipefail
 out=${1:-runs/mode-drop}
