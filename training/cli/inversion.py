@@ -2,6 +2,8 @@
 
 python -m training train inverter --gan runs/00003-.../checkpoints/step-010000.safetensors --method dfi
 python -m training train inverter --gan ... --method dfi --taps actv7-0,last --pool-size 4
+python -m training train inverter --gan ... --method dfi --feature-network classifier \
+    --feature-classifier runs/zoo/fashion-mnist-classifier/classifier.safetensors        # IJCV 4.6, "DFI – VGG16"
 python -m training train inverter --generator my_gan.py:make_g --generator-weights G.safetensors \
     --discriminator my_gan.py:make_d --discriminator-weights D.safetensors --data fashion-mnist
 python -m training train inverter --generator-onnx G.onnx --discriminator-onnx D.onnx --features h4 --data emoji
@@ -51,6 +53,16 @@ def train_inverter_command(
     method: Annotated[str, typer.Option(help="dfi | dfi_image | enc_latent | enc_image (IJCV Table 1)")] = "dfi",
     taps: Annotated[str, typer.Option(help="comma-separated D taps forming D^f, e.g. actv7-0,last (4.7)")] = "last",
     pool_size: Annotated[int, typer.Option(help="R: intermediate taps are average-pooled to R×R (Table 5)")] = 4,
+    feature_network: Annotated[
+        str,
+        typer.Option(
+            help="CN's input: discriminator (D^f) | classifier (a frozen classifier's penultimate "
+            "features, IJCV 4.6's DFI – VGG16 analogue; no --taps / --pool-size)"
+        ),
+    ] = "discriminator",
+    feature_classifier: Annotated[
+        Path | None, typer.Option(help="with --feature-network classifier: its classifier.safetensors")
+    ] = None,  # fmt: skip
     depth: Annotated[int, typer.Option(help="hidden FC layers of the connection network (Table 7)")] = 2,
     hidden: Annotated[int, typer.Option(help="connection network width (multiple of 32, ≥ 128)")] = 1024,
     latent_loss: Annotated[str, typer.Option(help="d(z, ẑ) of eq. 5: mse | l1")] = "mse",
@@ -75,9 +87,9 @@ def train_inverter_command(
     from training.datasets.config import DataConfig
     from training.inversion.adapter import GANSource
     from training.inversion.dfi import InverterConfig, open_adapter, train_inverter
-    from training.inversion.networks import FeatureExtractorConfig
 
     set_threads(threads)
+    feature_config = _feature_config(feature_network, feature_classifier, taps, pool_size)
     source = None
     torch_given, onnx_given = bool(generator or discriminator), bool(generator_onnx or discriminator_onnx)
     if sum([gan is not None, torch_given, onnx_given]) != 1:
@@ -101,7 +113,7 @@ def train_inverter_command(
         gan_checkpoint=str(gan) if gan is not None else "", source=source,
         data=DataConfig(data, data_dir, size, channels) if source is not None else None, method=method,
         hidden=hidden, depth=depth, latent_loss=latent_loss,
-        features=FeatureExtractorConfig(tuple(t.strip() for t in taps.split(",") if t.strip()), pool_size),
+        features=feature_config,
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=log_every, sample_every=sample_every,
         device=device,
     )  # fmt: skip
@@ -110,8 +122,11 @@ def train_inverter_command(
         gan_config = config.validate()  # every cross-field error before a folder is made
         if config.source is not None:  # absolute paths and the sha256 of the user's files, before any folder exists
             config.source = config.source.pinned()
+        if config.features.classifier is not None:  # the same for the feature classifier (path, sha256, architecture)
+            config.features.classifier = config.features.classifier.pinned()
         name = f"{gan_config.data.name}-{gan_config.loss.name}" if gan_config else f"{data}-{source.kind}-gan"  # type: ignore[union-attr]
-        folder = run_dir or next_run_dir(out, f"{name}-{method}")
+        suffix = "-classifier" if config.features.uses_classifier else ""
+        folder = run_dir or next_run_dir(out, f"{name}-{method}{suffix}")
     run = RunDir(folder)
     try:
         with user_errors():
@@ -139,19 +154,47 @@ def train_inverter_command(
     typer.echo(f"inverter: {path}")
 
 
+def _feature_config(network: str, classifier: Path | None, taps: str, pool_size: int) -> Any:
+    """--feature-network, --feature-classifier, --taps, --pool-size → the FeatureExtractorConfig. The classifier's
+    penultimate features have no taps and nothing to pool: --taps / --pool-size other than their defaults are
+    refused with it (command.txt records every option, defaults included, so the defaults stand for "not given")."""
+    from training.inversion.networks import FEATURE_NETWORKS, FeatureExtractorConfig
+
+    tap_list = tuple(t.strip() for t in taps.split(",") if t.strip())
+    if network not in FEATURE_NETWORKS:
+        fail(f"--feature-network must be one of {', '.join(FEATURE_NETWORKS)}; got {network!r}")
+    if network == "discriminator":
+        if classifier is not None:
+            fail("--feature-classifier needs --feature-network classifier (the default network is the discriminator)")
+        return FeatureExtractorConfig(tap_list, pool_size)
+    if classifier is None:
+        fail("--feature-network classifier needs --feature-classifier CKPT (a classifier.safetensors)")
+    defaults = FeatureExtractorConfig()
+    if tap_list != defaults.taps or pool_size != defaults.pool_size:
+        fail(f"--taps / --pool-size choose discriminator feature maps (got --taps {taps} --pool-size {pool_size}); "
+             "with --feature-network classifier CN's input is the classifier's penultimate features, which have no "
+             "taps and nothing to pool: leave both out")  # fmt: skip
+    return FeatureExtractorConfig.of_classifier(classifier)
+
+
 def _check_recorded_files(run: Any, config: Any) -> None:
-    """A run folder that recorded the sha256 of the user's files refuses files that changed since, by name (the
-    generic config comparison would only say "differs in source")."""
+    """A run folder that recorded the sha256 of the user's files (or of its feature classifier) refuses files that
+    changed since, by name (the generic config comparison would only say "differs in source / features")."""
     from training.core.config import config_from_dict
     from training.inversion.dfi import InverterConfig
 
-    if config.source is None or not run.config_path.is_file():
+    if (config.source is None and config.features.classifier is None) or not run.config_path.is_file():
         return
     try:
         old = config_from_dict(run.read_config(), expected=InverterConfig)
     except (ValueError, TypeError):
         return  # another kind of run, or unreadable: check_config refuses it with its own message
-    if old.source is None:
+    then, now = old.features.classifier, config.features.classifier
+    if then is not None and now is not None and then.checkpoint == now.checkpoint and then.sha256 != now.sha256:
+        raise ValueError(f"{run.path} was trained on other bytes of the feature classifier {now.checkpoint} (sha256 "
+                         f"{(then.sha256 or '?')[:12]}… then, {(now.sha256 or '?')[:12]}… now). Restore it to "
+                         "resume, or train on the new file in a new --run-dir")  # fmt: skip
+    if old.source is None or config.source is None:
         return
     changed = old.source.changed_files(config.source)
     if changed:

@@ -13,6 +13,10 @@ refines any other bundle through generator.onnx via onnx2torch.
 The manifest's metrics are measured here on the first n unseen test images of the adapter's data set (DFI and
 DFI^opt, eq. 2 on the adapter's torch G), with the data set's classifier when one is given (class-consistency, FD),
 and every ONNX graph is checked against torch before the command succeeds.
+
+An inverter on a classifier's features (IJCV sec. 4.6, `features.network = "classifier"`) is refused
+(`refuse_classifier_features`): the bundle format's discriminator_features.onnx is D^f of the GAN's own D by
+definition (dfi_core/bundle.py), and its manifest has no field that could say it holds a classifier instead.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from training.inversion.dfi import (
     open_adapter,
     read_gan_config,
 )
+from training.inversion.networks import ClassifierFeatures
 
 INVERTER_FILE = "inverter.safetensors"
 # Where the dynamo exporter cannot go, the TorchScript one still can. A GAN given as ONNX graphs
@@ -62,6 +67,15 @@ LICENSES = {
     "fashion-mnist": "MIT (Zalando Research); Debian package dataset-fashion-mnist",
     "emoji": "emoji-datasource-twitter (CC-BY 4.0) + emoji-datasource-google (Apache 2.0) 16.0.0, from npm",
 }
+
+
+def refuse_classifier_features(what: str | Path) -> None:
+    """The error for a bundle of an inverter on classifier features (sec. 4.6's DFI – VGG16 analogue)."""
+    raise ValueError(f"{what} inverts through a classifier's features (features.network 'classifier', IJCV 4.6), "
+                     "which a bundle cannot ship: its discriminator_features.onnx is by definition D^f of the GAN's "
+                     "own discriminator (dfi_core/bundle.py) and its manifest has no field saying it holds a "
+                     "classifier instead; score such an inverter with `python -m training evaluate "
+                     "inverters`")  # fmt: skip
 
 
 def _command(run: RunDir) -> str | None:
@@ -126,6 +140,8 @@ def bundle_from_adapter(
     copied in as inverter.safetensors (CN stored once, parity re-checkable from the bundle); directions: add the
     data set's named edit directions (zoo bundles of DIRECTION_DATASETS). exporter: None → `exporter_for(adapter)`.
     Returns (folder, manifest metrics)."""
+    if isinstance(getattr(inverter, "features", None), ClassifierFeatures):
+        refuse_classifier_features(inverter_checkpoint or "this inverter")
     if export_ready is None:  # spectral norm W / σ(W) folded in eval mode, as load_export_ready bakes it
         export_ready = _fold_parametrizations(inverter)
     if adapter.data is None:
@@ -188,6 +204,8 @@ def build_bundle(
     class-consistency / FD in the metrics and no classifier graph."""
     torch.manual_seed(0)
     config = _inverter_config(inverter_checkpoint)
+    if config.features.uses_classifier:
+        refuse_classifier_features(inverter_checkpoint)
     if config.source is None:  # the zoo: as before the adapter, G and D from the (checked) GAN checkpoint
         gan_checkpoint = Path(gan_checkpoint or config.gan_checkpoint)
         inverter, G, D, config = load_inverter(inverter_checkpoint, "cpu", gan_checkpoint)

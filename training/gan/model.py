@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from training.core.checkpoint import load_checkpoint, read_metadata
 from training.core.config import config_from_dict
@@ -18,10 +18,13 @@ def build_gan(config: GANConfig) -> dict[str, torch.nn.Module]:
     """G, D and the objective's extra modules, rebuilt from the config alone."""
     modules: dict[str, torch.nn.Module] = {"G": Generator(config.generator)}
     if config.ema_decay > 0:
-        # torch's own EMA (swa_utils): a deep copy of G whose weights and buffers (BatchNorm's running statistics,
-        # use_buffers=True) follow G's by ŵ ← β·ŵ + (1 − β)·w at every update_parameters(G).
+        # torch's own EMA (swa_utils): a deep copy of G whose weights follow G's by ŵ ← β·ŵ + (1 − β)·w at every
+        # update_parameters(G). BatchNorm statistics are not averaged (use_buffers=False): running statistics of
+        # other weights do not fit the averaged ones (measured: with averaged statistics the EMA G's sample FD was
+        # twice the raw G's at step 3000, docs/stronger-gans.md), so `refresh_ema_statistics` recomputes them for
+        # the averaged weights before every use — BigGAN's "standing statistics", done with swa_utils.update_bn.
         modules["G_ema"] = AveragedModel(
-            modules["G"], multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            modules["G"], multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False
         )
     extra = None
     if config.loss.name == "rfgan":
@@ -45,6 +48,24 @@ def load_generator_and_discriminator(
     load_checkpoint(checkpoint, modules)
     D = frozen(modules["D"].to(device))
     return frozen(shipped_generator(modules).to(device)), D, config  # type: ignore[return-value]
+
+
+EMA_STATISTICS_BATCHES = 16  # × the run's batch size: 1,024 samples at batch 64 for the EMA G's BatchNorm statistics
+
+
+@torch.no_grad()
+def refresh_ema_statistics(modules: dict[str, torch.nn.Module], z_dim: int, batch_size: int, seed: int,
+                           device: torch.device | str = "cpu") -> None:  # fmt: skip
+    """Recompute the EMA G's BatchNorm running statistics for its averaged weights (swa_utils.update_bn: reset,
+    then a cumulative average over fixed z batches from their own seeded generator, so the training rng is
+    untouched and a resumed run recomputes the same values). No-op without an EMA."""
+    if "G_ema" not in modules:
+        return
+    rng = torch.Generator().manual_seed(seed + 3)
+    batches = [torch.randn(batch_size, z_dim, generator=rng).to(device) for _ in range(EMA_STATISTICS_BATCHES)]
+    G_ema = modules["G_ema"].module
+    update_bn(batches, G_ema)
+    G_ema.eval()
 
 
 def shipped_generator(modules: dict[str, torch.nn.Module]) -> Generator:

@@ -24,7 +24,7 @@ from training.gan.augment import DiffAugment
 from training.gan.config import GANConfig
 from training.gan.convergence import FDCurve, SampleFD
 from training.gan.losses import GANObjective
-from training.gan.model import build_gan, shipped_generator
+from training.gan.model import build_gan, refresh_ema_statistics, shipped_generator
 from training.gan.networks import Autoencoder, Generator
 
 
@@ -107,13 +107,18 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
         fd_curve.truncate_after(start)
     fd_every = config.fd_every or config.checkpoint_every
 
+    def refresh() -> None:  # the EMA G's BatchNorm statistics for its current weights, before every use
+        refresh_ema_statistics(modules, config.generator.z_dim, config.batch_size, config.seed, device)
+
     def checkpoint(step: int) -> Path:
+        refresh()
         path = save_checkpoint(run.checkpoint_path(step), modules, optimizers, to_dict(config), step, rng, extra)
         run.prune_checkpoints(config.keep_checkpoints)
         return path
 
     def score(step: int) -> None:
         assert sample_fd is not None
+        refresh()
         record = {"step": step, "n": sample_fd.n, "fd": round(sample_fd(shipped), 4)}
         if shipped is not G:
             record["fd_raw"] = round(sample_fd(G), 4)
@@ -163,6 +168,7 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
             log.write(record)
             bar.set_postfix(D=f"{record['loss_D']:.3f}", G=f"{record['loss_G']:.3f}")
         if done % config.sample_every == 0 or done == config.steps:
+            refresh()
             _save_samples(shipped, sample_z, run.samples / f"step-{done:06d}", data)
         if sample_fd is not None and (done % fd_every == 0 or done == config.steps):
             score(done)

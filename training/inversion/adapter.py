@@ -31,7 +31,7 @@ from training.datasets.config import DataConfig
 from training.gan.config import GANConfig
 from training.gan.model import build_gan
 from training.gan.networks import Discriminator
-from training.inversion.networks import DiscriminatorFeatures, FeatureExtractorConfig
+from training.inversion.networks import ClassifierFeatures, DiscriminatorFeatures, FeatureExtractorConfig
 
 PRIORS = ("normal", "uniform")
 TARGET_RANGE = (-1.0, 1.0)  # every image here: metrics, graphs, bundles (dfi_core.preprocessing.to_model_range)
@@ -312,7 +312,7 @@ def pool_tap(h: torch.Tensor, size: int) -> torch.Tensor:
 def feature_dim_of(features: nn.Module, shape: tuple[int, ...]) -> int:
     """The flat size of `features`' output for inputs of `shape`, measured in eval mode (no batch-norm or
     spectral-norm state changes) on two blank inputs; the zoo's D^f knows it already."""
-    if isinstance(features, DiscriminatorFeatures):
+    if isinstance(features, DiscriminatorFeatures | ClassifierFeatures):
         return features.out_dim
     device = next((p.device for p in features.parameters()), torch.device("cpu"))
     was_training = features.training
@@ -350,23 +350,37 @@ class GANAdapter:
 
 @dataclass
 class ZooAdapter(GANAdapter):
-    """A GAN of this project's zoo (`training.gan`): D^f = `DiscriminatorFeatures(D, taps, R)` (sec. 4.7)."""
+    """A GAN of this project's zoo (`training.gan`): D^f = `DiscriminatorFeatures(D, taps, R)` (sec. 4.7), or with
+    `feature_config.network == "classifier"` a frozen classifier's penultimate features (`ClassifierFeatures`,
+    sec. 4.6's DFI – VGG16 analogue) in D^f's place."""
 
     gan: GANConfig | None = None
     feature_config: FeatureExtractorConfig = field(default_factory=FeatureExtractorConfig)
 
     @classmethod
     def build(
-        cls, gan: GANConfig, feature_config: FeatureExtractorConfig, G: nn.Module | None, D: Discriminator | None
+        cls,
+        gan: GANConfig,
+        feature_config: FeatureExtractorConfig,
+        G: nn.Module | None,
+        D: Discriminator | None,
+        classifier: nn.Module | None = None,
     ) -> ZooAdapter:
         """From a GAN config and its (loaded, frozen) G and D; D None → an untrained D of the architecture, to load
-        an inverter checkpoint's weights into (the inverter checkpoint stores D^f's weights)."""
-        D = D if D is not None else build_gan(gan)["D"]
+        an inverter checkpoint's weights into (the inverter checkpoint stores D^f's weights).
+
+        With `feature_config.network == "classifier"` the features are `ClassifierFeatures` of `classifier` (a
+        loaded `Classifier`, see `open_feature_classifier`), D is not used; classifier None → an untrained one of
+        the architecture the config records (`features.classifier.model`), to load an inverter checkpoint into."""
+        if feature_config.uses_classifier:
+            features: nn.Module = classifier_features(feature_config, tuple(gan.generator.shape), classifier)
+        else:
+            features = DiscriminatorFeatures(D if D is not None else build_gan(gan)["D"], feature_config)
         return cls(
             latent=LatentContract(gan.generator.z_dim, "normal"),
             image=ImageContract(tuple(gan.generator.shape)),
             generator=G if G is not None else nn.Identity(),
-            features=DiscriminatorFeatures(D, feature_config),
+            features=features,
             data=gan.data,
             source={"kind": "zoo"},
             gan=gan,
@@ -376,5 +390,44 @@ class ZooAdapter(GANAdapter):
     def fresh_features(self) -> nn.Module:
         # Without RFGAN's frozen extra encoder: its weights would not be "from scratch" (Table 1).
         assert self.gan is not None
+        if self.feature_config.uses_classifier:
+            raise ValueError("the ENC_* methods train D's architecture from scratch; with classifier features "
+                             "(features.network 'classifier') only the frozen-feature methods dfi, dfi_image "
+                             "apply")  # fmt: skip
         return DiscriminatorFeatures(Discriminator(replace(self.gan.discriminator, extra_feature_dim=0)),
                                      self.feature_config)  # fmt: skip
+
+
+def open_feature_classifier(feature_config: FeatureExtractorConfig, device: str | torch.device = "cpu") -> nn.Module:
+    """The frozen classifier of `feature_config.classifier`, loaded from its checkpoint: a file whose bytes differ
+    from the recorded sha256 is refused (`ClassifierSource.check_file`)."""
+    from training.classifiers.classifier import load_classifier
+
+    source = feature_config.classifier
+    if source is None:
+        raise ValueError("features.network 'classifier' needs a classifier checkpoint (--feature-classifier)")
+    source.check_file()
+    classifier, _ = load_classifier(source.checkpoint, device)
+    return classifier
+
+
+def classifier_features(
+    feature_config: FeatureExtractorConfig, shape: tuple[int, ...], classifier: nn.Module | None = None
+) -> ClassifierFeatures:
+    """`ClassifierFeatures` of a loaded classifier, or (None) of an untrained one of the recorded architecture; the
+    classifier must take the GAN's images (`shape`, (C, H, W))."""
+    source = feature_config.classifier
+    if source is None:
+        raise ValueError("features.network 'classifier' needs a classifier checkpoint (--feature-classifier)")
+    if classifier is None:
+        if source.model is None:
+            raise ValueError(f"the feature classifier {source.checkpoint} has no recorded architecture "
+                             "(features.classifier.model): pin it first (ClassifierSource.pinned)")  # fmt: skip
+        features = ClassifierFeatures.untrained(source.model)
+    else:
+        features = ClassifierFeatures(classifier)  # type: ignore[arg-type]
+    model_shape = features.in_shape
+    if model_shape != tuple(shape):
+        raise ValueError(f"the feature classifier {source.checkpoint} takes images {model_shape}, but the GAN's are "
+                         f"{tuple(shape)}")  # fmt: skip
+    return features

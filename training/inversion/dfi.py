@@ -7,6 +7,11 @@
 | `enc_latent` | D's architecture, fresh and trainable | latent, eq. 5                         | fresh z per step |
 | `enc_image`  | D's architecture, fresh and trainable | image, eq. 3 (iGAN's encoder)         | real train split |
 
+`features.network = "classifier"` (IJCV sec. 4.6, "DFI – VGG16") puts a frozen classifier's penultimate features
+in D^f's place for `dfi` / `dfi_image`, with the same CN (`FeatureExtractorConfig.of_classifier`; CLI
+`--feature-network classifier --feature-classifier CKPT`); the inverter checkpoint stores the classifier's
+weights, so it rebuilds from its config alone like any other.
+
 Every method ends in the same connection network CN, so the four differ only in the two ablated choices
 ("encoder trained from scratch vs D^f + CN", "image vs latent loss"). The "opt" variants are these inverters
 followed by `dfi_core.refinement.refine` (eq. 2). Their scores live one layer up, in training/evaluation/
@@ -19,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -41,15 +45,16 @@ from training.datasets.config import DataConfig
 from training.gan.config import GANConfig
 from training.gan.model import load_generator_and_discriminator
 from training.gan.networks import Discriminator, Generator
-from training.inversion.adapter import GANAdapter, GANSource, ZooAdapter, feature_dim_of
+from training.inversion.adapter import GANAdapter, GANSource, ZooAdapter, feature_dim_of, open_feature_classifier
 from training.inversion.networks import (
+    ClassifierFeatures,
     ConnectionNetwork,
     ConnectionNetworkConfig,
-    DiscriminatorFeatures,
     FeatureExtractorConfig,
 )
 
 METHODS = ("dfi", "dfi_image", "enc_latent", "enc_image")
+CLASSIFIER_METHODS = ("dfi", "dfi_image")  # frozen features: the methods a pretrained classifier fits (4.6)
 LATENT_LOSSES = ("mse", "l1")
 SAMPLE_IMAGES = 16  # fixed test images shown in samples/step-*.png
 HELDOUT = 256  # fixed generated pairs and test images scored at every log step
@@ -133,8 +138,14 @@ def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = Non
                         f"(≥ 4 channels per group), got {config.hidden}")  # fmt: skip
     if not config.lr > 0:
         problems.append(f"lr must be > 0, got {config.lr}")
-    if not config.features.taps:
-        problems.append("features need at least one discriminator tap")
+    problems += config.features.problems()
+    if config.features.uses_classifier:
+        if config.method not in CLASSIFIER_METHODS:
+            problems.append(f"with classifier features (features.network 'classifier') the method must be one of "
+                            f"{', '.join(CLASSIFIER_METHODS)} (frozen features); {config.method} trains D's "
+                            "architecture from scratch instead")  # fmt: skip
+        if config.source is not None:
+            problems.append("classifier features are implemented for a zoo GAN (--gan) only, not for a GAN source")
     if bool(config.gan_checkpoint) == (config.source is not None):
         problems.append("give exactly one GAN: a zoo checkpoint (gan_checkpoint) or a source (torch code / ONNX)")
     if config.source is not None and config.data is None:
@@ -145,6 +156,13 @@ def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = Non
         config.source.validate()
         return None
     gan = gan or read_gan_config(config.gan_checkpoint)
+    if config.features.uses_classifier:
+        assert config.features.classifier is not None
+        shape = tuple(config.features.classifier.read_model().shape)
+        if shape != tuple(gan.generator.shape):
+            raise ValueError(f"invalid inverter config: the feature classifier {config.features.classifier.checkpoint} "
+                             f"takes images {shape}, but the GAN's are {tuple(gan.generator.shape)}")  # fmt: skip
+        return gan
     names = _feature_names(gan)
     unknown = [tap for tap in config.features.taps if tap not in names]
     if unknown:
@@ -153,12 +171,13 @@ def validate_inverter_config(config: InverterConfig, gan: GANConfig | None = Non
 
 
 class Inverter(nn.Module):
-    """x [N, C, H, W] → ẑ [N, z_dim]: features (D^f, or a fresh encoder of D's architecture) then CN.
+    """x [N, C, H, W] → ẑ [N, z_dim]: features (D^f, a fresh encoder of D's architecture, or a frozen classifier's
+    penultimate features) then CN.
 
     A plain forward with no data-dependent control flow, so it traces to ONNX as is.
     """
 
-    def __init__(self, features: DiscriminatorFeatures, connection_network: ConnectionNetwork, frozen_features: bool):
+    def __init__(self, features: nn.Module, connection_network: ConnectionNetwork, frozen_features: bool):
         super().__init__()
         self.frozen_features = frozen_features
         self.features = features
@@ -187,6 +206,10 @@ def build_inverter(
     freshly initialised (Table 1: "encoder trained from scratch", same architecture as D^f + CN)."""
     adapter = gan if isinstance(gan, GANAdapter) else ZooAdapter.build(gan, config.features, None, discriminator)
     features = adapter.features if config.frozen_features else adapter.fresh_features()
+    if config.features.uses_classifier and not isinstance(features, ClassifierFeatures):
+        raise ValueError("the inverter config asks for classifier features (features.network 'classifier'), but "
+                         f"the GAN adapter's features are {type(features).__name__}: open it with "
+                         "open_adapter(config)")  # fmt: skip
     size = ConnectionNetworkConfig(feature_dim_of(features, adapter.image.shape), adapter.latent.size,
                                    hidden=config.hidden, depth=config.depth)  # fmt: skip
     cn = ConnectionNetwork(size)
@@ -265,7 +288,8 @@ def open_adapter(config: InverterConfig, device: str | torch.device = "cpu") -> 
     if config.source is None:
         gan = read_gan_config(config.gan_checkpoint)
         G, D, _ = load_generator_and_discriminator(config.gan_checkpoint, str(device))
-        return ZooAdapter.build(gan, config.features, G, D)
+        classifier = open_feature_classifier(config.features, device) if config.features.uses_classifier else None
+        return ZooAdapter.build(gan, config.features, G, D, classifier)
     if config.source.kind == "memory":
         raise ValueError(f"this inverter was trained on a GAN built in memory ({config.source.generator}, "
                          f"{config.source.discriminator}), which no file rebuilds: pass that GAN's adapter, "
@@ -350,6 +374,9 @@ def fit_inverter(
     config.validate()
     if config.source is not None and not config.source.sha256:  # recorded hashes are checked, never re-taken
         config = replace(config, source=config.source.pinned())  # absolute paths, sha256 of the user's files
+    classifier = config.features.classifier
+    if config.features.uses_classifier and classifier is not None and not classifier.sha256:
+        config = replace(config, features=replace(config.features, classifier=classifier.pinned()))
     if adapter is None:
         device = resolve_device(config.device)
         adapter = open_adapter(config, device)
@@ -470,6 +497,9 @@ def load_inverter(
     inverter, config = load_inverter_module(path, device)
     gan_path = gan_checkpoint or config.gan_checkpoint
     G, D, gan = load_generator_and_discriminator(gan_path, str(device))
-    if json.loads(json.dumps(to_dict(gan))) != read_metadata(path)["extra"]["gan_config"]:  # tuples → lists
+    # Rebuilt, not compared as dicts: an inverter recorded before the GAN config gained fields (ema_decay, augment,
+    # data.exclude_classes, ...) recorded none of them, and its GAN had their defaults.
+    recorded = read_metadata(path)["extra"]["gan_config"]
+    if config_from_dict(recorded, expected=GANConfig) != gan:
         raise ValueError(f"{gan_path} is not the GAN the inverter {path} was trained on (configs differ)")
     return inverter, G, D, config

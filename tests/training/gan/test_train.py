@@ -216,3 +216,24 @@ def test_the_flat_rule_needs_three_checkpoints_within_the_tolerance() -> None:
     assert is_flat([40.0, 30.0, 29.5, 30.4])  # the last three within 5 % of 29.5
     assert not is_flat([30.0, 28.0, 26.0])  # still falling: 4 / 26 = 15 %
     assert not is_flat([26.0, 30.0, 26.5])  # swinging
+
+
+def test_the_ema_generator_gets_batchnorm_statistics_of_its_own_weights(tmp_path: Path) -> None:
+    """Averaged weights with averaged running statistics do not fit each other; the checkpointed EMA G carries the
+    statistics update_bn recomputes for its weights (so loading it again and recomputing changes nothing)."""
+    from training.gan.model import refresh_ema_statistics
+
+    config = tiny_config("dcgan", steps=4, ema_decay=0.5)
+    final = train_gan(config, tmp_path, quiet=True)
+    tensors = load_file(str(final))
+    means = [k for k in tensors if k.startswith("G_ema.module.") and k.endswith("running_mean")]
+    assert means
+    modules = build_gan(config)
+    from training.core.checkpoint import load_checkpoint
+
+    load_checkpoint(final, modules)
+    refresh_ema_statistics(modules, config.generator.z_dim, config.batch_size, config.seed)
+    for key in means:
+        recomputed = modules["G_ema"].state_dict()[key[len("G_ema.") :]]
+        torch.testing.assert_close(recomputed, tensors[key], rtol=0, atol=1e-6)
+        assert not torch.equal(tensors[key], tensors["G." + key[len("G_ema.module.") :]])  # not G's own statistics
