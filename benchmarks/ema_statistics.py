@@ -3,7 +3,7 @@ run of docs/stronger-gans.md was started before training/gan/model.py recomputed
 
     python benchmarks/ema_statistics.py --checkpoint CKPT [--classifier CLS] [--out FILE.json]
 
-Sample FD at n = 2,000 with the run's own fixed z (training/gan/convergence.py's SampleFD, seed = the run's), for:
+Sample FD at n = 2,000 with the run's own fixed z (training/evaluation/samples.py's SampleFD, seed = the run's), for:
 the raw G, the EMA G as saved, and the EMA G after refresh_ema_statistics.
 """
 
@@ -17,8 +17,8 @@ import torch
 
 from training.core.checkpoint import load_checkpoint, read_metadata
 from training.core.config import config_from_dict
+from training.evaluation.samples import SampleFD
 from training.gan.config import GANConfig
-from training.gan.convergence import SampleFD
 from training.gan.model import build_gan, refresh_ema_statistics
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from training.evaluation.samples import SampleFD
 from training.export.gan_from_bundle import gan_checkpoint_from_bundle
-from training.gan.convergence import SampleFD
 from training.gan.model import load_generator_and_discriminator
 
 

@@ -67,13 +67,14 @@ def train_gan_command(
     """Train one GAN of the zoo; writes a self-describing run folder."""
     from training.core.runs import next_run_dir
     from training.datasets.config import DataConfig
+    from training.evaluation.samples import sample_fd_for
     from training.gan.config import gan_config
     from training.gan.train import resume_gan, train_gan
 
     set_threads(threads)
     with user_errors():
         if resume is not None:
-            path = resume_gan(resume, steps=steps)
+            path = resume_gan(resume, steps=steps, sample_fd_for=sample_fd_for)
             typer.echo(f"final checkpoint: {path}")
             return
         shape = shape_of(data, data_dir, size, channels)
@@ -89,7 +90,7 @@ def train_gan_command(
         )  # fmt: skip
         folder = run_dir or next_run_dir(out, f"{data}-{loss}")
         start_run(ctx, folder, config)
-        path = train_gan(config, folder)
+        path = train_gan(config, folder, sample_fd_for=sample_fd_for)
     typer.echo(f"final checkpoint: {path}")
 
 

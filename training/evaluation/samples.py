@@ -26,6 +26,7 @@ from training.core.torch_utils import resolve_device
 from training.datasets import Dataset, load_dataset
 from training.evaluation.fd import frechet_distance_of_features
 from training.evaluation.scoring import Scores, flatten
+from training.gan.config import GANConfig
 from training.gan.model import load_generator_and_discriminator
 
 
@@ -82,6 +83,37 @@ def ms_ssim_diversity(images: torch.Tensor | np.ndarray, pairs: int = MS_SSIM_PA
     values = ms_ssim(images[first], images[second])
     std = float(values.std(ddof=1)) if pairs > 1 else 0.0
     return {"mean": float(values.mean()), "std": std, "pairs": pairs}
+
+
+class SampleFD:
+    """FD of a generator's samples to the real test split, for the curve along one training run
+    (training/gan/convergence.py: fixed z, so the curve moves with G, not with the draw)."""
+
+    def __init__(self, classifier_path: str | Path, data_name: str, data_dir: str | None, z_dim: int, n: int,
+                 seed: int, device: torch.device) -> None:  # fmt: skip
+        self.classifier, cls_config = load_classifier(classifier_path, device)
+        if cls_config.data.name != data_name:
+            raise ValueError(f"fd classifier was trained on {cls_config.data.name!r}, the GAN on {data_name!r}")
+        real = load_dataset(data_name, "test", data_dir)
+        self.n = min(n, len(real))
+        self.real = classifier_features(self.classifier, real.batch(torch.arange(self.n), device))
+        # Fixed z from their own generator: the training rng is untouched, so scoring never changes training.
+        self.z = torch.randn(self.n, z_dim, generator=torch.Generator().manual_seed(seed + 2)).to(device)
+
+    @torch.no_grad()
+    def __call__(self, G: torch.nn.Module) -> float:
+        was_training = G.training
+        G.eval()  # the generator as DFI and the bundle use it
+        samples = torch.cat([G(self.z[i : i + 500]) for i in range(0, self.n, 500)])
+        G.train(was_training)
+        return frechet_distance_of_features(self.real, classifier_features(self.classifier, samples))
+
+
+def sample_fd_for(config: GANConfig) -> SampleFD:
+    """The scorer of a GAN run's `fd_classifier` (pass it to train_gan / resume_gan as `sample_fd_for`)."""
+    assert config.fd_classifier is not None
+    return SampleFD(config.fd_classifier, config.data.name, config.data.data_dir, config.generator.z_dim,
+                    config.fd_samples, config.seed, resolve_device(config.device))  # fmt: skip
 
 
 @torch.no_grad()

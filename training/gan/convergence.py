@@ -1,10 +1,11 @@
 """When has a GAN run converged? Its sample FD, measured at checkpoints during training, is flat (issue 22).
 
-`SampleFD` scores a generator during training: the Fréchet distance between `n` samples from a *fixed* set of z
-(the same at every checkpoint, so the curve moves with G, not with the draw) and the first `n` real test images,
-in the penultimate features of the data set's classifier (the zoo's FD, training/evaluation/samples.py, at a
-smaller n). FD is biased upwards at small n, so these values are comparable along one run only, not with the
-10,000-sample FDs of docs/zoo.md.
+`training.evaluation.samples.SampleFD` scores a generator during training: the Fréchet distance between `n`
+samples from a *fixed* set of z (the same at every checkpoint, so the curve moves with G, not with the draw) and the
+first `n` real test images, in the penultimate features of the data set's classifier (the zoo's FD at a smaller n).
+It lives above this layer (it needs the classifier and the FD); train_gan gets it from its caller. FD is biased
+upwards at small n, so these values are comparable along one run only, not with the 10,000-sample FDs of
+docs/zoo.md.
 
 The rule (`is_flat`): the run is converged at a checkpoint when the FDs of its last three checkpoints lie within
 `tolerance` (relative to their minimum) of each other — the curve has stopped falling and is not swinging. With z
@@ -18,14 +19,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from training.core.plotting import pyplot
-from training.evaluation.fd import frechet_distance_of_features
-from training.evaluation.samples import classifier_features
 
 FLAT_WINDOW = 3
 FLAT_TOLERANCE = 0.05
@@ -39,30 +38,13 @@ def is_flat(values: list[float], window: int = FLAT_WINDOW, tolerance: float = F
     return max(last) - min(last) <= tolerance * min(last)
 
 
-class SampleFD:
-    """FD of a generator's samples to the real test split, for the curve along one training run."""
+class GeneratorScore(Protocol):
+    """What the training loop calls to score G at a checkpoint: `n` samples' FD (training.evaluation.samples.SampleFD;
+    built above this layer, since it needs the data set's classifier and the FD, and passed in by the caller)."""
 
-    def __init__(self, classifier_path: str | Path, data_name: str, data_dir: str | None, z_dim: int, n: int,
-                 seed: int, device: torch.device) -> None:  # fmt: skip
-        from training.classifiers.classifier import load_classifier
-        from training.datasets import load_dataset
+    n: int
 
-        self.classifier, cls_config = load_classifier(classifier_path, device)
-        if cls_config.data.name != data_name:
-            raise ValueError(f"fd classifier was trained on {cls_config.data.name!r}, the GAN on {data_name!r}")
-        real = load_dataset(data_name, "test", data_dir)
-        self.n = min(n, len(real))
-        self.real = classifier_features(self.classifier, real.batch(torch.arange(self.n), device))
-        # Fixed z from their own generator: the training rng is untouched, so scoring never changes training.
-        self.z = torch.randn(self.n, z_dim, generator=torch.Generator().manual_seed(seed + 2)).to(device)
-
-    @torch.no_grad()
-    def __call__(self, G: torch.nn.Module) -> float:
-        was_training = G.training
-        G.eval()  # the generator as DFI and the bundle use it
-        samples = torch.cat([G(self.z[i : i + 500]) for i in range(0, self.n, 500)])
-        G.train(was_training)
-        return frechet_distance_of_features(self.real, classifier_features(self.classifier, samples))
+    def __call__(self, G: torch.nn.Module) -> float: ...
 
 
 class FDCurve:

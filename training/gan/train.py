@@ -8,6 +8,7 @@ the uninterrupted run would have taken (on the same device).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from training.core.torch_utils import frozen, resolve_device
 from training.datasets import Dataset, load_dataset
 from training.gan.augment import DiffAugment
 from training.gan.config import GANConfig
-from training.gan.convergence import FDCurve, SampleFD
+from training.gan.convergence import FDCurve, GeneratorScore
 from training.gan.losses import GANObjective
 from training.gan.model import build_gan, refresh_ema_statistics, shipped_generator
 from training.gan.networks import Autoencoder, Generator
@@ -57,9 +58,18 @@ def pretrain_autoencoder(
     return loss.item()
 
 
-def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None, quiet: bool = False) -> Path:
-    """Train until `config.steps` generator steps; returns the path of the final checkpoint."""
+ScoreFactory = Callable[[GANConfig], GeneratorScore]
+
+
+def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None, quiet: bool = False,
+              sample_fd_for: ScoreFactory | None = None) -> Path:  # fmt: skip
+    """Train until `config.steps` generator steps; returns the path of the final checkpoint.
+
+    `sample_fd_for` builds the scorer of `config.fd_classifier` (training.evaluation.samples.sample_fd_for; it
+    needs the classifier and the FD, which sit above this layer, so the caller passes it in)."""
     config.validate()
+    if config.fd_classifier and sample_fd_for is None:
+        raise ValueError("fd_classifier is set: pass sample_fd_for=training.evaluation.samples.sample_fd_for")
     run = RunDir(run_dir)
     may_change = ("steps",) if resume_from is not None else ()  # a resume may extend the run, nothing else
     run.check_config(config, may_change)  # before the data loads and RFGAN's autoencoder trains
@@ -102,8 +112,8 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
     shipped = shipped_generator(modules)  # the EMA average when kept: what samples, DFI and bundles use
     sample_fd, fd_curve = None, FDCurve(run.path)
     if config.fd_classifier:
-        sample_fd = SampleFD(config.fd_classifier, config.data.name, config.data.data_dir, config.generator.z_dim,
-                             config.fd_samples, config.seed, device)  # fmt: skip
+        assert sample_fd_for is not None
+        sample_fd = sample_fd_for(config)
         fd_curve.truncate_after(start)
     fd_every = config.fd_every or config.checkpoint_every
 
@@ -177,7 +187,8 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
     return last_path or checkpoint(start)
 
 
-def resume_gan(checkpoint: str | Path, steps: int | None = None, quiet: bool = False) -> Path:
+def resume_gan(checkpoint: str | Path, steps: int | None = None, quiet: bool = False,
+               sample_fd_for: ScoreFactory | None = None) -> Path:  # fmt: skip
     """Continue a run from one of its checkpoints, in the same run folder; `steps` may extend it."""
     checkpoint = Path(checkpoint)
     config = config_from_dict(read_metadata(checkpoint)["config"])
@@ -185,4 +196,6 @@ def resume_gan(checkpoint: str | Path, steps: int | None = None, quiet: bool = F
         raise ValueError(f"{checkpoint} is not a GAN checkpoint")
     if steps is not None:
         config.steps = steps
-    return train_gan(config, RunDir.of_checkpoint(checkpoint).path, resume_from=checkpoint, quiet=quiet)
+    return train_gan(
+        config, RunDir.of_checkpoint(checkpoint).path, resume_from=checkpoint, quiet=quiet, sample_fd_for=sample_fd_for
+    )

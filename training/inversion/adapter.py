@@ -18,7 +18,6 @@ from importable factories) and `training.inversion.onnx_graphs` (the user's ONNX
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dfi_core.bundle import sha256_file
 from training.datasets.config import DataConfig
 from training.gan.config import GANConfig
 from training.gan.model import build_gan
@@ -53,16 +53,8 @@ def is_file_spec(module: str) -> bool:
     return module.endswith(".py") or "/" in module or "\\" in module
 
 
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sha256_now(path: str | Path) -> str | None:
-    return sha256_of(path) if Path(path).is_file() else None
+    return sha256_file(path) if Path(path).is_file() else None
 
 
 @dataclass
@@ -129,7 +121,7 @@ class GANSource:
             if not resolved.is_file():
                 raise FileNotFoundError(f"{option}: the file {path} does not exist")
             setattr(pinned, name, str(resolved))
-            pinned.sha256[name] = sha256_of(resolved)
+            pinned.sha256[name] = sha256_file(resolved)
         return pinned
 
     def changed_files(self, other: GANSource | None = None) -> list[str]:

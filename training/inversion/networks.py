@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dfi_core.bundle import sha256_file
 from training.classifiers.networks import Classifier, ClassifierConfig
 from training.gan.networks import Discriminator
 
@@ -53,23 +54,21 @@ class ClassifierSource:
 
     def pinned(self) -> ClassifierSource:
         """A copy with the checkpoint's path absolute, its sha256 and the classifier's architecture recorded."""
-        from training.inversion.adapter import sha256_of
 
         model = self.read_model()
         path = Path(self.checkpoint).expanduser().resolve()
-        return replace(self, checkpoint=str(path), sha256=sha256_of(path), model=model)
+        return replace(self, checkpoint=str(path), sha256=sha256_file(path), model=model)
 
     def check_file(self, what: str = "this inverter was trained") -> None:
         """Refuse a classifier file whose bytes differ from the recorded sha256 (CN learnt the features of those
         very weights)."""
-        from training.inversion.adapter import sha256_of
 
         if self.sha256 is None:
             return
         path = Path(self.checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"the feature classifier {path} is gone (it had sha256 {self.sha256[:12]}…)")
-        now = sha256_of(path)
+        now = sha256_file(path)
         if now != self.sha256:
             raise ValueError(f"the feature classifier {path} is not the one {what} on (sha256 "
                              f"{self.sha256[:12]}… then, {now[:12]}… now); restore it, or train a new inverter in a "

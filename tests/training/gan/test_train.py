@@ -198,9 +198,14 @@ def test_sample_fd_is_scored_along_training_and_the_curve_survives_a_resume(tmp_
     cls_config = ClassifierTrainConfig(DataConfig("fashion-mnist"), ClassifierConfig((1, 28, 28), 10, width=8),
                                        steps=5, batch_size=16, device="cpu")  # fmt: skip
     classifier, _ = train_classifier(cls_config, tmp_path / "cls", quiet=True)
+    from training.evaluation.samples import sample_fd_for
+
     extra = dict(ema_decay=0.5, fd_classifier=str(classifier), fd_samples=64)
-    train_gan(tiny_config("dcgan", steps=4, **extra), tmp_path / "gan", quiet=True)
-    resume_gan(tmp_path / "gan" / "checkpoints" / "step-000002.safetensors", steps=6, quiet=True)
+    with pytest.raises(ValueError, match="pass sample_fd_for"):
+        train_gan(tiny_config("dcgan", steps=4, **extra), tmp_path / "gan", quiet=True)
+    train_gan(tiny_config("dcgan", steps=4, **extra), tmp_path / "gan", quiet=True, sample_fd_for=sample_fd_for)
+    resume_gan(tmp_path / "gan" / "checkpoints" / "step-000002.safetensors", steps=6, quiet=True,
+               sample_fd_for=sample_fd_for)  # fmt: skip
     records = [json.loads(line) for line in (tmp_path / "gan" / "fd.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]  # step 4 re-scored once after the resume from step 2
     assert all(r["n"] == 64 and r["fd"] > 0 and r["fd_raw"] > 0 for r in records)

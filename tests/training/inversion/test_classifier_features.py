@@ -17,6 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from dfi_core.bundle import sha256_file
 from training.classifiers.classifier import load_classifier, train_classifier
 from training.classifiers.config import ClassifierTrainConfig
 from training.classifiers.networks import ClassifierConfig
@@ -26,7 +27,6 @@ from training.datasets.config import DataConfig
 from training.export.bundle import build_bundle
 from training.gan.config import gan_config
 from training.gan.train import train_gan
-from training.inversion.adapter import sha256_of
 from training.inversion.dfi import (
     InverterConfig,
     fit_inverter,
@@ -91,7 +91,7 @@ def test_trains_on_the_frozen_classifier_features(models, tmp_path: Path) -> Non
     recorded = json.loads((tmp_path / "config.json").read_text())["features"]
     assert recorded["network"] == "classifier" and recorded["taps"] == []
     assert recorded["classifier"]["checkpoint"] == str(models["classifier"].resolve())
-    assert recorded["classifier"]["sha256"] == sha256_of(models["classifier"])
+    assert recorded["classifier"]["sha256"] == sha256_file(models["classifier"])
     assert recorded["classifier"]["model"]["feature_dim"] == FEATURE_DIM
     assert path == tmp_path / "inverter.safetensors"
 
@@ -172,7 +172,7 @@ def test_cli_trains_records_the_classifier_and_refuses_taps(models, tmp_path: Pa
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
     assert config["features"]["classifier"]["checkpoint"] == str(classifier.resolve())  # absolute, with its sha256
-    assert config["features"]["classifier"]["sha256"] == sha256_of(classifier)
+    assert config["features"]["classifier"]["sha256"] == sha256_file(classifier)
     assert "--feature-network classifier" in (run / "command.txt").read_text()
     result = runner.invoke(app, command)
     assert result.exit_code == 0 and "already trained by this command" in result.output
