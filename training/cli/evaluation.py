@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from training.cli.common import named_paths, set_threads, user_errors
+
 
 def eval_command(
     bundle: Annotated[Path, typer.Option(help="bundle folder, e.g. models/fashion-mnist")],
@@ -20,18 +22,13 @@ def eval_command(
     threads: int | None = None,
 ) -> None:
     """PSNR / SSIM / MS-SSIM / class-consistency (/ FD) of a bundle's methods, mean ± std over repeats."""
-    import torch
 
     from training.evaluation.bundle import evaluate_bundle, write_report
 
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    set_threads(threads)
+    with user_errors():
         result = evaluate_bundle(bundle, [m.strip() for m in methods.split(",") if m.strip()], n, repeats,
                                  refine_steps, classifier)  # fmt: skip
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     paths = write_report(result, out)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"written": [str(p) for p in paths]}))
@@ -49,20 +46,12 @@ def evaluate_inverters_command(
     threads: int | None = None,
 ) -> None:
     """Score several trained inverters of one data set (GAN zoo, sec. 4.7 sweeps), mean ± std over repeats."""
-    import torch
-
     from training.evaluation.inverters import evaluate_inverters, write_inverter_report
 
-    if threads:
-        torch.set_num_threads(threads)
-    from training.cli.common import named_paths
-
+    set_threads(threads)
     rows = named_paths(inverter, "--inverter")
-    try:
+    with user_errors():
         result = evaluate_inverters(rows, classifier, n, repeats, refine_steps, sample_fd)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     paths = write_inverter_report(result, out, name)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"written": [str(p) for p in paths]}))
@@ -88,19 +77,14 @@ def gan_metric_command(
 ) -> None:
     """The ICLR reconstruction metric per class: PSNR, SSIM, class-consistency and FD per class of the unseen
     test images, classes far below the others flagged (rule: dfi_core/per_class.py, and the JSON's `rule`)."""
-    import torch
 
     from dfi_core.per_class import FLAG_K
     from training.evaluation.per_class import evaluate_gan_metric, write_gan_metric_report
 
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    set_threads(threads)
+    with user_errors(KeyError):
         result = evaluate_gan_metric(bundle, n, method, refine_steps, classifier, fd_n,
                                      FLAG_K if k is None else k, reference)  # fmt: skip
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     paths = write_gan_metric_report(result, out, name)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"flagged": result["per_class"]["flagged"], "written": [str(p) for p in paths]}))
@@ -117,17 +101,12 @@ def robustness_command(
 ) -> None:
     """IJCV Figs. 2–5 analogue: FD (stand-in for FID) and an LPIPS-style distance (stand-in for LPIPS) between real
     test images and fish-eye distorted / randomly translated (raw vs reflection padding) copies."""
-    import torch
 
     from training.evaluation.robustness import robustness_study, write_robustness_report
 
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    set_threads(threads)
+    with user_errors():
         result = robustness_study(classifier, n, seed=seed, device=device)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     paths = write_robustness_report(result, out, name)
     typer.echo(paths[1].read_text())
     typer.echo(json.dumps({"written": [str(p) for p in paths]}))
