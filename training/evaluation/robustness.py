@@ -309,6 +309,17 @@ COLOURS = {"fd": "#c0392b", "fd_pooled": "#e67e22", "lpips_style": "#2c6fbb", "o
            "mse": "#8e8e8e"}  # fmt: skip
 
 
+def _finish(plt: Any, fig: Any, ax_fd: Any, xlabel: str, floor_label: str, path: Path) -> None:
+    """The FD-over-floor panel's reference line and labels (the same on both figures), then save."""
+    ax_fd.axhline(1.0, color="k", ls="--", lw=0.8, label="= real vs real")
+    ax_fd.set_xlabel(xlabel)
+    ax_fd.set_ylabel(floor_label, fontsize=8)
+    ax_fd.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_curves(result: dict[str, Any], fish_path: Path, trans_path: Path) -> None:
     """Left: each metric divided by its value at the largest distortion, so the curves' shapes compare (translation:
     by the larger of the two paddings' values at the largest t, one scale per metric); right: the two FDs in units
@@ -332,13 +343,7 @@ def plot_curves(result: dict[str, Any], fish_path: Path, trans_path: Path) -> No
     for key in FD_KEYS:
         ax_fd.plot(ks, [row[key] / floor[key] for row in fish["rows"]], "o-", color=COLOURS[key],
                    label=METRIC_LABELS[key].split(" (")[0])  # fmt: skip
-    ax_fd.axhline(1.0, color="k", ls="--", lw=0.8, label="= real vs real")
-    ax_fd.set_xlabel("fish-eye coefficient k")
-    ax_fd.set_ylabel(floor_label, fontsize=8)
-    ax_fd.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(fish_path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax_fd, "fish-eye coefficient k", floor_label, fish_path)
 
     tr = result["translation"]
     ts = tr["t"]
@@ -358,13 +363,7 @@ def plot_curves(result: dict[str, Any], fish_path: Path, trans_path: Path) -> No
         for padding, style in styles.items():
             ax_fd.plot(ts, [row[key] / floor[key] for row in tr[padding]], style, color=COLOURS[key],
                        label=f"{METRIC_LABELS[key].split(' (')[0]}, {padding}")  # fmt: skip
-    ax_fd.axhline(1.0, color="k", ls="--", lw=0.8, label="= real vs real")
-    ax_fd.set_xlabel("translation coefficient t (px)")
-    ax_fd.set_ylabel(floor_label, fontsize=8)
-    ax_fd.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(trans_path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax_fd, "translation coefficient t (px)", floor_label, trans_path)
 
 
 def example_grids(classifier_path: str | Path, result: dict[str, Any], fish_path: Path, trans_path: Path,
