@@ -117,18 +117,25 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
         fd_curve.truncate_after(start)
     fd_every = config.fd_every or config.checkpoint_every
 
-    def refresh() -> None:  # the EMA G's BatchNorm statistics for its current weights, before every use
-        refresh_ema_statistics(modules, config.generator.z_dim, config.batch_size, config.seed, device)
+    refreshed_at = [-1]  # the step whose weights the EMA G's BatchNorm statistics were last computed for
+
+    def refresh(step: int) -> None:
+        """The EMA G's BatchNorm statistics for its current weights, before any use at `step` — once per step,
+        though samples, the FD score and the checkpoint may all fall on it (update_bn resets them first, so a
+        second call at the same step would only repeat the same values)."""
+        if refreshed_at[0] != step:
+            refresh_ema_statistics(modules, config.generator.z_dim, config.batch_size, config.seed, device)
+            refreshed_at[0] = step
 
     def checkpoint(step: int) -> Path:
-        refresh()
+        refresh(step)
         path = save_checkpoint(run.checkpoint_path(step), modules, optimizers, to_dict(config), step, rng, extra)
         run.prune_checkpoints(config.keep_checkpoints)
         return path
 
     def score(step: int) -> None:
         assert sample_fd is not None
-        refresh()
+        refresh(step)
         record = {"step": step, "n": sample_fd.n, "fd": round(sample_fd(shipped), 4)}
         if shipped is not G:
             record["fd_raw"] = round(sample_fd(G), 4)
@@ -178,7 +185,7 @@ def train_gan(config: GANConfig, run_dir: Path, resume_from: Path | None = None,
             log.write(record)
             bar.set_postfix(D=f"{record['loss_D']:.3f}", G=f"{record['loss_G']:.3f}")
         if done % config.sample_every == 0 or done == config.steps:
-            refresh()
+            refresh(done)
             _save_samples(shipped, sample_z, run.samples / f"step-{done:06d}", data)
         if sample_fd is not None and (done % fd_every == 0 or done == config.steps):
             score(done)
