@@ -20,8 +20,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def e2e_settings(redis_url: str):
-    # Short heartbeat and sweep so that a killed worker's job is taken over within seconds.
-    return make_settings(redis_url, job_heartbeat_s=3, worker_sweep_s=1)
+    # Short heartbeat and sweep so that a killed worker's job is taken over within seconds. Chunks of 250 images:
+    # within a chunk progress moves only on a heartbeat (3 s), and on an idle machine a 1000-image chunk finishes
+    # before the first one, so a one-chunk job went 0 → 1; four chunks finishing one by one show 0.25, 0.5, 0.75.
+    return make_settings(redis_url, job_heartbeat_s=3, worker_sweep_s=1, job_chunk_images=250)
 
 
 @pytest.fixture(scope="module")
