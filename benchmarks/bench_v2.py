@@ -508,8 +508,11 @@ def profile_invert(images: np.ndarray, requests: int, cprofile_requests: int) ->
         "thread_pool_not_batcher": (apps["full"], json_bodies, json_type,
                                     lambda: patched(LoadedModel, "run", pool_run)),
         "png_encode_stubbed": (apps["full"], json_bodies, json_type,
-                               lambda: patched(service.routers.invert, "png_base64", lambda image: constant_png)),
+                               lambda: patched(service.inference, "png_base64", lambda image: constant_png)),
         "no_reconstruction": (apps["full"], no_recon, json_type, contextlib.nullcontext),
+        # The one thread hop off (service.inference.small_images → None): decode, invert, generator hop apart.
+        "three_hops": (apps["full"], json_bodies, json_type,
+                       lambda: patched(service.inference, "small_images", lambda encoded, settings: None)),
         "multipart": (apps["full"], multipart_bodies, multipart_type, contextlib.nullcontext),
         "floor": (apps["floor"], json_bodies, json_type, contextlib.nullcontext),
     }  # fmt: skip

@@ -75,6 +75,28 @@ class MicroBatcher:
         finally:
             self._idle.set()
 
+    def claim(self) -> bool:
+        """Take the graph for a caller that calls it itself in one thread hop with other work
+        (`LoadedModel.run_alone`): only when a lone call would run at once anyway — batching on, the graph idle,
+        nobody queued, no hold-for-company delay. Callers arriving meanwhile queue and are merged after `release`."""
+        if self.enabled and self._idle.is_set() and not self.max_delay_s and not self._waiting:
+            self._idle.clear()
+            return True
+        return False
+
+    def release(self) -> None:
+        self._idle.set()
+
+    def run_claimed(self, array: np.ndarray) -> np.ndarray:
+        """The graph on `array`, in the calling thread, by a caller holding `claim` (metrics observed as usual)."""
+        if self.on_batch:
+            self.on_batch(len(array))
+        return self._run_chunked(array)
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        return self._executor
+
     def _run_chunked(self, array: np.ndarray) -> np.ndarray:
         parts = [self.run(array[i : i + self.max_batch]) for i in range(0, len(array), self.max_batch)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -137,6 +137,19 @@ def _declared_size(name: str, data: bytes) -> tuple[int, int] | None:
     return None
 
 
+PNG_SIGNATURE, JPEG_SIGNATURE = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+
+
+def declared_pixels(data: bytes) -> int | None:
+    """Width × height a PNG's IHDR or a JPEG's first SOF declares (the size Pillow decodes), read from the bytes
+    without any parser; None for every other format or a header that does not say. Only decides whether a request
+    is small enough to decode in the graph's thread (service.inference.small_images): `decode_image` still checks
+    everything."""
+    name = "PNG" if data.startswith(PNG_SIGNATURE) else "JPEG" if data.startswith(JPEG_SIGNATURE) else None
+    size = _declared_size(name, data) if name else None
+    return None if size is None else size[0] * size[1]
+
+
 def _accepts(accept, prefix: bytes) -> bool:
     """A Pillow plugin's signature check; True only for a plain yes (a str is "recognised, support missing")."""
     try:

@@ -22,10 +22,10 @@ from typing import TypeVar
 import numpy as np
 
 from service.errors import APIError
-from service.images import decode_base64, decode_image, to_model_input
+from service.images import declared_pixels, decode_base64, decode_image, png_base64, to_model_input
 from service.metrics import ApiMetrics
 from service.refinement import refine_latents, require_torch
-from service.registry import LoadedModel
+from service.registry import GraphCall, LoadedModel
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -33,6 +33,12 @@ T = TypeVar("T")
 FEWER_IMAGES = "send fewer or smaller images"
 FEWER_STEPS = "send fewer images or fewer refine_steps (or refine them in a job: POST /jobs)"
 BUSY = "other refinements kept this server busy; retry later, or refine the images in a job (POST /jobs)"
+# A request this small (PNG/JPEG, declared pixels of all its images together) is decoded in the graph's thread,
+# in the same hop as invert and generator (`invert_to_png`): 2^18 pixels decode in ~2 ms here, so it
+# holds the graph no longer than one merged call does. Anything larger, or any other format, decodes in its own
+# thread while the graphs serve others.
+ONE_HOP_PIXELS = 1 << 18
+ONE_HOP_IMAGES = 16
 
 
 class Abandoned(Exception):  # noqa: N818 — a state, not an error anyone sees
@@ -167,3 +173,74 @@ async def decode_and_invert(
     x = to_model_input(arrays)
     timings["decode_ms"] = (time.perf_counter() - start) * 1000
     return x, await invert(model, x, refine_steps, settings, metrics, timings, deadline)
+
+
+def small_images(encoded: list[bytes | str], settings: Settings) -> list[bytes] | None:
+    """The request's images as bytes when they are few and small enough for one hop (ONE_HOP_*), else None.
+    Costs only base64 decoding of images that small (the hop would do it anyway) and a read of their headers."""
+    if len(encoded) > min(ONE_HOP_IMAGES, settings.max_images_per_request):
+        return None
+    images, pixels = [], 0
+    for i, item in enumerate(encoded):
+        if len(item) > ONE_HOP_PIXELS:  # a small image's file is smaller than its pixel count here
+            return None
+        try:
+            data = decode_base64(item, f"image {i}", settings.max_image_bytes) if isinstance(item, str) else item
+        except APIError:
+            return None  # the batched path names it, in the order it finds the request's problems
+        declared = declared_pixels(data)
+        if declared is None:
+            return None
+        pixels += declared
+        if pixels > ONE_HOP_PIXELS:
+            return None
+        images.append(data)
+    return images
+
+
+async def invert_to_png(
+    encoded: list[bytes | str],
+    model: LoadedModel,
+    refine_steps: int,
+    settings: Settings,
+    metrics: ApiMetrics,
+    timings: dict[str, float],
+    deadline: Deadline,
+    reconstruct: bool,
+) -> tuple[np.ndarray, list[str] | None]:
+    """/invert's work: ẑ [N, |z|] and, when `reconstruct`, G(ẑ) as base64 PNGs. A small unrefined request whose
+    graphs are idle runs decode → invert → generator → PNG encode in one thread hop (`LoadedModel.run_alone`):
+    the same calls on the same arrays as the batched path, so the same bytes back, and the event loop is free
+    meanwhile. Otherwise (busy graphs, refinement, large images) the batched path, where concurrent requests are
+    merged."""
+    small = small_images(encoded, settings) if not refine_steps else None
+    if small is not None:
+        graphs = ("invert", "generator") if reconstruct else ("invert",)
+
+        def one_hop(call: GraphCall) -> tuple[np.ndarray, list[str] | None]:
+            start = time.perf_counter()
+            x = to_model_input(decode_all(small, model, settings, deadline))
+            timings["decode_ms"] = (time.perf_counter() - start) * 1000
+            deadline.check("before inverting", FEWER_IMAGES)
+            start = time.perf_counter()
+            z = call("invert", x)
+            timings["invert_ms"] = (time.perf_counter() - start) * 1000
+            if not reconstruct:
+                return z, None
+            deadline.check("before generating the reconstructions", FEWER_IMAGES)
+            start = time.perf_counter()
+            images = call("generator", z.astype(np.float32, copy=False))
+            timings["generate_ms"] = (time.perf_counter() - start) * 1000
+            return z, [png_base64(image) for image in images]
+
+        try:
+            result = await model.run_alone(graphs, one_hop)
+        except asyncio.CancelledError:
+            deadline.abandon()
+            raise
+        if result is not None:
+            return result
+    _, z = await decode_and_invert(encoded, model, refine_steps, settings, metrics, timings, deadline)
+    if not reconstruct:
+        return z, None
+    return z, [png_base64(image) for image in await generate(model, z, timings, deadline)]

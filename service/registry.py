@@ -11,11 +11,13 @@ the manifest names it); the result — or why there is none, e.g. an op onnx2tor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from dfi_core.refinement import RefinementGenerator, RefinementUnavailable
 
 log = logging.getLogger("service")
+T = TypeVar("T")
+GraphCall = Callable[[str, np.ndarray], np.ndarray]  # (graph, input rows) → output rows, in the calling thread
 SERVED_GRAPHS = ("invert", "generator", "classifier", "outpaint")
 
 
@@ -55,6 +59,32 @@ class LoadedModel:
         if graph not in self.batchers:
             raise KeyError(graph)
         return await self.batchers[graph](self.graphs[graph].validate(array))
+
+    async def run_alone(self, graphs: tuple[str, ...], work: Callable[[GraphCall], T]) -> T | None:
+        """`work(call)` in ONE thread hop, where `call(graph, array)` runs one of `graphs` directly — or None,
+        without running anything, when any of them is busy or has callers waiting (then the caller takes the
+        batched path, which merges it with them). At one request at a time this replaces three hops (decode,
+        invert, generator) by one; under load nothing changes (benchmarks/README.md, issue 20)."""
+        batchers = [self.batchers[graph] for graph in graphs]
+        claimed: list[MicroBatcher] = []
+        for batcher in batchers:
+            if not batcher.claim():
+                break
+            claimed.append(batcher)
+        try:
+            if len(claimed) < len(batchers):
+                return None
+
+            def call(graph: str, array: np.ndarray) -> np.ndarray:
+                if graph not in graphs:
+                    raise KeyError(f"{graph} was not claimed (claimed: {graphs})")
+                return self.batchers[graph].run_claimed(self.graphs[graph].validate(array))
+
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(batchers[0].executor, work, call)
+        finally:
+            for batcher in claimed:
+                batcher.release()
 
     def refinement_generator(self) -> RefinementGenerator:
         """G as a torch module for refinement, with its source and why (lazy: torch only when first needed; built

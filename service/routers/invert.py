@@ -14,8 +14,7 @@ from starlette.exceptions import HTTPException
 
 from service.deps import MetricsDep, RegistryDep, SettingsDep
 from service.errors import JSON_TYPE, APIError, is_json_type, json_object, unsupported_media_type
-from service.images import png_base64
-from service.inference import Deadline, check_refine_steps, decode_and_invert, generate
+from service.inference import Deadline, check_refine_steps, invert_to_png
 from service.schemas import InversionPublic, InvertRequest, InvertResponse, Timings
 
 router = APIRouter(tags=["inversion"])
@@ -96,13 +95,12 @@ async def invert(request: Request, registry: RegistryDep, settings: SettingsDep,
     # by max_body_bytes) and G is built (once per process, warmed at start-up: not this request's work).
     deadline = Deadline(settings.request_deadline_s)
     timings: dict[str, float] = {}
-    _, z = await decode_and_invert(encoded, model, body.refine_steps, settings, metrics, timings, deadline)
-    images = await generate(model, z, timings, deadline) if body.return_reconstruction else None
+    z, pngs = await invert_to_png(encoded, model, body.refine_steps, settings, metrics, timings, deadline,
+                                  body.return_reconstruction)  # fmt: skip
     method = "dfi_opt" if body.refine_steps else "dfi"
     results = [
-        InversionPublic(latent=z[i].tolist(), method=method,
-                        reconstruction_png=png_base64(images[i]) if images is not None else None)
+        InversionPublic(latent=z[i].tolist(), method=method, reconstruction_png=pngs[i] if pngs is not None else None)
         for i in range(len(z))
-    ]  # fmt: skip
+    ]
     timings["total_ms"] = (time.perf_counter() - start) * 1000
     return InvertResponse(model=model.name, results=results, timings=Timings(**timings))
