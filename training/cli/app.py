@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
         "gaussians": reports.report_gaussians_command,
         "dfeatures": reports.report_dfeatures_command,
         "mode-drop": reports.report_mode_drop_command,
+        "truncation": reports.report_truncation_command,
     }),
     "inspect": ("Look inside a GAN you bring before inverting it.", {
         "features": inspect.inspect_features_command,

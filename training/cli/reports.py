@@ -1,4 +1,4 @@
-"""`report zoo | curves | dfi | gaussians | dfeatures | mode-drop`: result pages under docs/."""
+"""`report zoo | curves | dfi | gaussians | dfeatures | mode-drop | truncation`: result pages under docs/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from training.cli.common import fail, named_paths, set_threads
+from training.cli.common import fail, named_paths, set_threads, user_errors
 
 
 def report_gaussians_command(
@@ -85,3 +85,38 @@ def report_dfi_command(
 
     set_threads(threads)
     typer.echo(str(dfi_report(inverter, classifier, docs, n, refine_steps)))
+
+
+def report_truncation_command(
+    bundle: Annotated[Path, typer.Option(help="bundle whose GAN is truncated (rebuilt into RUNS/gan/)")] = Path(
+        "models/fashion-mnist"
+    ),
+    classifier: Annotated[
+        Path, typer.Option(help="the data set's classifier checkpoint (sample FD, IS, FD per class)")
+    ] = Path("runs/zoo/fashion-mnist-classifier/classifier.safetensors"),
+    gan: Annotated[Path | None, typer.Option(help="a GAN checkpoint to truncate instead of the bundle's")] = None,
+    psi: Annotated[str, typer.Option(help="comma-separated ψ of G_ψ(z) = G(ψz), each in (0, 1]")] = "1,0.75,0.5,0.25",
+    cn_steps: Annotated[int, typer.Option(help="DFI connection-network steps, the same for every ψ")] = 2000,
+    n: Annotated[int, typer.Option(help="the first n unseen test images (reconstruction metric)")] = 10000,
+    samples: Annotated[int, typer.Option(help="samples of G_ψ (sample FD, IS, MS-SSIM)")] = 10000,
+    runs: Annotated[Path, typer.Option(help="folder of the G_ψ checkpoints and their inverters")] = Path(
+        "runs/truncation"
+    ),
+    docs: Annotated[Path, typer.Option(help="output folder (a ψ whose psi-<ψ>.json is there is skipped)")] = Path(
+        "docs/results/truncation"
+    ),
+    seed: Annotated[int, typer.Option(help="seed of every inverter, the samples and the test-image order")] = 0,
+    threads: int | None = None,
+) -> None:
+    """Issue 23: the ICLR reconstruction metric (per class) and sample FD / IS / MS-SSIM of G_ψ(z) = G(ψz)."""
+    from training.reports.truncation import truncation_report
+
+    set_threads(threads)
+    try:
+        psis = tuple(float(p) for p in psi.split(",") if p.strip())
+    except ValueError:
+        fail(f"--psi takes comma-separated numbers, got {psi!r}")
+    with user_errors():
+        truncation_report(bundle, classifier, runs, docs, gan, psis, cn_steps, n, samples, seed)
+    typer.echo((docs / "truncation-table.md").read_text())
+    typer.echo(json.dumps({"written": str(docs / "truncation.json")}))
