@@ -724,6 +724,59 @@ def components(images: np.ndarray, settings: Any) -> dict:
     return out
 
 
+# --- Report: the tables of benchmarks/README.md, from a results file ------------------------------------------------
+
+LABELS = {"bare": "bare uvicorn + ONNX Runtime", "v2_binary": "/v2 binary", "v2_json": "/v2 JSON",
+          "invert_multipart": "/invert multipart PNG", "invert_json": "/invert JSON base64",
+          "invert_json_latents_only": "/invert JSON, `return_reconstruction: false`"}  # fmt: skip
+
+
+def _row(label: str, level: str, cell: dict) -> str:
+    slices = cell.get("slices_images_per_s") or []
+    spread = f"{min(slices):.0f}–{max(slices):.0f}" if slices else "–"
+    cpu = cell.get("server_cpu_ms_per_image")
+    return (f"| {label} | {level.replace('x', '×')} | {cell['images_per_s']:.1f} | {cell['p50_ms']:.2f} | "
+            f"{cell['p99_ms']:.2f} | {'–' if cpu is None else f'{cpu:.2f}'} | {spread} |")  # fmt: skip
+
+
+def report(results: dict) -> str:
+    """Markdown: every path and level (raw ONNX Runtime first at each batch), the setting variants, the ratios."""
+    head = ["| path | clients × images/request | images/s | p50 ms | p99 ms | server CPU ms/image | slices images/s |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines, http, variants = list(head), results["http"], results.get("service_variants", {})
+    raw = results["raw_onnx"]["interleaved"]
+    for batch in sorted(raw, key=int):
+        lines.append(_row(f"raw ONNX Runtime, batch {batch}", "–", raw[batch]))
+        for key, label in LABELS.items():
+            for level, cell in http.get(key, {}).items():
+                if level.endswith(f"x{batch}"):
+                    lines.append(_row(label, level, cell))
+        for key, label in (("invert_json", "/invert JSON base64"), ("invert_multipart", "/invert multipart PNG"),
+                           ("v2_binary", "/v2 binary")):  # fmt: skip
+            for level, cell in variants.get("before", {}).get(key, {}).items():
+                if level.endswith(f"x{batch}"):
+                    lines.append(_row(f"**before**: {label}", level, cell))
+    lines += ["", "| service | /invert JSON 1×1 | 8×1 | server CPU ms/image (8×1) | /v2 binary 1×16 | 8×16 "
+              "| server CPU ms/image (8×16) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = {"default": {"invert_json": http["invert_json"], "v2_binary": http["v2_binary"]}, **variants}
+    for name, paths in rows.items():
+        j, v = paths.get("invert_json", {}), paths.get("v2_binary", {})
+
+        def get(cells: dict, level: str, key: str = "images_per_s") -> str:
+            value = cells.get(level, {}).get(key)
+            return "–" if value is None else f"{value:.1f}" if key == "images_per_s" else f"{value:.2f}"
+
+        cpu = "server_cpu_ms_per_image"
+        lines.append(f"| {name} | {get(j, '1x1')} | {get(j, '8x1')} | {get(j, '8x1', cpu)} | "
+                     f"{get(v, '1x16')} | {get(v, '8x16')} | {get(v, '8x16', cpu)} |")  # fmt: skip
+    lines += ["", "Ratios: " + "; ".join(f"{k} {v['value'] if isinstance(v, dict) else v}"
+                                         for k, v in results["ratios"].items())]  # fmt: skip
+    machine = results["machine"]
+    lines += ["", f"Load average at start {machine['loadavg_start']}, at end {machine.get('loadavg_end')}; "
+              f"{results.get('seconds')} s; command: `{results['command']}`"]  # fmt: skip
+    return "\n".join(lines)
+
+
 # --- Main ---------------------------------------------------------------------------------------------------------
 
 
@@ -740,7 +793,11 @@ def main() -> None:
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--before", metavar="GIT_REF", help="also serve this commit's service, side by side")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, metavar="RESULTS", help="print the README tables of a results file")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return
